@@ -1,0 +1,80 @@
+"""Settings, parsed once and explicitly. Nothing is read at import time.
+
+``Settings.from_env`` is the only place that reads the environment; the CLI builds ``Settings``
+from flags instead. Both hand the result to the engine and the admission layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from controller.errors import PolicyError, Reason
+
+DefaultDecision = Literal["deny", "allow"]
+
+# Worker threads the engine uses to verify the images of one object in parallel.
+DEFAULT_MAX_WORKERS = 8
+# How long a verified (digest, policy inputs) result may be reused. Signatures are immutable content
+# at a digest, so the only staleness is a signature deleted upstream; five minutes bounds it.
+DEFAULT_CACHE_TTL_SECONDS = 300.0
+DEFAULT_CACHE_ENTRIES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Controller-wide behaviour. Every field has a fail-closed default."""
+
+    default_decision: DefaultDecision = "deny"  # for an image that no policy matches
+    require_digest: bool = False  # deny tag-only references outright
+    warn_on_tag: bool = True  # warn that a tag can move after admission
+    require_sct: bool = True  # an explicit opt-out logs a warning
+    require_issuer_extension: bool = True
+    signature_repository: str | None = None  # cosign's COSIGN_REPOSITORY, controller-wide
+    fetch_bundles: bool = True  # also look for Sigstore bundles through OCI 1.1 referrers
+    max_workers: int = DEFAULT_MAX_WORKERS
+    cache_ttl_seconds: float = DEFAULT_CACHE_TTL_SECONDS
+    cache_entries: int = DEFAULT_CACHE_ENTRIES
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Read ``IMPRIMATUR_*`` variables. Unknown values are a config error, never a silent default."""
+
+        def flag(name: str, default: bool) -> bool:
+            raw = environ.get(name)
+            if raw is None or raw == "":
+                return default
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise PolicyError(Reason.CONFIG_INVALID, f"{name}={raw!r} is not a boolean")
+
+        def number(name: str, default: float, low: float, high: float) -> float:
+            raw = environ.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                value = float(raw)
+            except ValueError as e:
+                raise PolicyError(Reason.CONFIG_INVALID, f"{name}={raw!r} is not a number") from e
+            if not low <= value <= high:
+                raise PolicyError(Reason.CONFIG_INVALID, f"{name}={raw!r} is outside [{low}, {high}]")
+            return value
+
+        decision = environ.get("IMPRIMATUR_DEFAULT_DECISION", "deny") or "deny"
+        if decision not in ("deny", "allow"):
+            raise PolicyError(Reason.CONFIG_INVALID, f"IMPRIMATUR_DEFAULT_DECISION={decision!r}")
+        return cls(
+            default_decision="allow" if decision == "allow" else "deny",
+            require_digest=flag("IMPRIMATUR_REQUIRE_DIGEST", False),
+            warn_on_tag=flag("IMPRIMATUR_WARN_ON_TAG", True),
+            require_sct=flag("IMPRIMATUR_REQUIRE_SCT", True),
+            require_issuer_extension=flag("IMPRIMATUR_REQUIRE_ISSUER_EXTENSION", True),
+            signature_repository=environ.get("IMPRIMATUR_SIGNATURE_REPOSITORY") or None,
+            fetch_bundles=flag("IMPRIMATUR_FETCH_BUNDLES", True),
+            max_workers=int(number("IMPRIMATUR_MAX_WORKERS", DEFAULT_MAX_WORKERS, 1, 64)),
+            cache_ttl_seconds=number("IMPRIMATUR_CACHE_TTL_SECONDS", DEFAULT_CACHE_TTL_SECONDS, 0, 86400),
+            cache_entries=int(number("IMPRIMATUR_CACHE_ENTRIES", DEFAULT_CACHE_ENTRIES, 0, 1_000_000)),
+        )
