@@ -1,0 +1,239 @@
+"""The compiled form of a policy: globs compiled, regular expressions compiled and anchored.
+
+Kept apart from the CRD form (:mod:`controller.policy.crd`), as policy-controller does. Compiling
+happens once, when a policy is loaded; evaluation never parses anything.
+
+**Regular expressions are anchored.** ``subjectRegExp: ".*@acme\\.com"`` must match the whole subject
+(:func:`re.fullmatch`), so it does not match ``eve@acme.com.attacker.example``. Cosign searches
+instead, so its ``gmail.*`` also matches ``gmail.attacker.com``; we do not.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final, Literal
+
+from controller.errors import PolicyError, Reason
+from controller.model import VerifiedSignature
+from controller.policy.crd import (
+    API_VERSION,
+    DEFAULT_TRUST_ROOT,
+    IdentitySpec,
+    Mode,
+    PolicyDocument,
+    PolicyKind,
+    StringMatchSpec,
+    parse_policy,
+    policy_error,
+    policy_label,
+)
+from controller.policy.glob import GlobError, ImageGlob, normalize_image_name
+
+# A value longer than this never matches a pattern: it bounds the work a regex does on
+# signer-controlled text (a GitHub ref or a workflow path is chosen by whoever signs).
+MAX_MATCHED_VALUE_LENGTH: Final = 4096
+FLAGS_POLICY_NAME: Final = "command-line"
+
+
+@dataclass(frozen=True, slots=True)
+class StringMatcher:
+    """Matches a string exactly, or by an anchored (full-match) compiled regular expression."""
+
+    value: str | None = None
+    regexp: re.Pattern[str] | None = None
+
+    def matches(self, text: str | None) -> bool:
+        """True when ``text`` equals ``value`` or fully matches ``regexp``; ``None`` never matches."""
+        if text is None:
+            return False
+        if self.value is not None:
+            return text == self.value
+        if self.regexp is not None and len(text) <= MAX_MATCHED_VALUE_LENGTH:
+            return self.regexp.fullmatch(text) is not None
+        return False
+
+    def describe(self, name: str) -> str:
+        """``name=value`` or ``name~/regexp/`` (anchored)."""
+        if self.value is not None:
+            return f"{name}={self.value}"
+        pattern = self.regexp.pattern if self.regexp is not None else ""
+        return f"{name}~/{pattern}/"
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityMatcher:
+    """One trusted signer. A signature matches when its issuer, its subject and every listed claim match."""
+
+    issuer: StringMatcher
+    subject: StringMatcher
+    claims: Mapping[str, StringMatcher] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+
+    def matches(self, sig: VerifiedSignature) -> bool:
+        """Whether ``sig`` was made by this identity (issuer, subject and all claims)."""
+        if not self.issuer.matches(sig.issuer) or not self.subject.matches(sig.subject):
+            return False
+        return all(matcher.matches(sig.claims.get(claim)) for claim, matcher in self.claims.items())
+
+    def describe(self) -> str:
+        """A human form, e.g. ``issuer=https://accounts.google.com subject~/.*@acme\\.com/``."""
+        parts = [self.issuer.describe("issuer"), self.subject.describe("subject")]
+        parts.extend(matcher.describe(claim) for claim, matcher in sorted(self.claims.items()))
+        return " ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPolicy:
+    """A policy ready to evaluate. Immutable; build it with :func:`compile_policy`."""
+
+    name: str
+    kind: PolicyKind
+    namespace: str | None
+    images: tuple[ImageGlob, ...]
+    identities: tuple[IdentityMatcher, ...]
+    annotations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    tlog_required: bool = True
+    mode: Mode = "enforce"
+    trust_root: str = DEFAULT_TRUST_ROOT
+    signature_repository: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``ClusterImagePolicy name`` or ``ImagePolicy namespace/name``."""
+        return policy_label(self.kind, self.name, self.namespace)
+
+    def matches_image(self, name: str) -> bool:
+        """Whether any of this policy's globs matches the image (a name or reference, normalised first).
+
+        Raises :class:`~controller.errors.InputError` (``ReferenceInvalid``) for a malformed name.
+        """
+        normalized = normalize_image_name(name)
+        return any(glob.matches_normalized(normalized) for glob in self.images)
+
+
+def compile_policy(doc: Mapping[str, object]) -> CompiledPolicy:
+    """Parse and compile one policy object; raises :class:`PolicyError` (``PolicyInvalid``)."""
+    return compile_document(parse_policy(doc))
+
+
+def compile_document(doc: PolicyDocument) -> CompiledPolicy:
+    """Compile an already parsed :class:`PolicyDocument`; raises :class:`PolicyError`."""
+    label = doc.label
+    images: list[ImageGlob] = []
+    for i, spec in enumerate(doc.spec.images):
+        try:
+            images.append(ImageGlob.compile(spec.glob))
+        except GlobError as e:
+            raise policy_error(label, f"spec.images[{i}].glob", str(e)) from e
+    identities = tuple(
+        _compile_identity(label, identity, f"spec.identities[{i}]")
+        for i, identity in enumerate(doc.spec.identities)
+    )
+    return CompiledPolicy(
+        name=doc.name,
+        kind=doc.kind,
+        namespace=doc.namespace,
+        images=tuple(images),
+        identities=identities,
+        annotations=MappingProxyType(dict(doc.spec.annotations)),
+        tlog_required=doc.spec.tlog == "required",
+        mode=doc.spec.mode,
+        trust_root=doc.spec.trust_root,
+        signature_repository=doc.spec.signature_repository,
+    )
+
+
+def _compile_identity(label: str, spec: IdentitySpec, path: str) -> IdentityMatcher:
+    return IdentityMatcher(
+        issuer=_compile_match(label, spec.issuer, path, "issuer"),
+        subject=_compile_match(label, spec.subject, path, "subject"),
+        claims=MappingProxyType(
+            {
+                claim: _compile_match(label, matcher, f"{path}.claims.{claim}", "", regexp_field="regExp")
+                for claim, matcher in spec.claims.items()
+            }
+        ),
+    )
+
+
+def _compile_match(
+    label: str, spec: StringMatchSpec, path: str, name: str, *, regexp_field: str | None = None
+) -> StringMatcher:
+    if spec.reg_exp is None:
+        return StringMatcher(value=spec.value)
+    field_path = f"{path}.{regexp_field or name + 'RegExp'}"
+    try:
+        return StringMatcher(regexp=re.compile(spec.reg_exp))
+    except (re.error, RecursionError, OverflowError) as e:
+        raise policy_error(label, field_path, f"invalid regular expression: {e}") from e
+
+
+def policy_from_flags(
+    *,
+    certificate_identity: str | None = None,
+    certificate_identity_regexp: str | None = None,
+    certificate_oidc_issuer: str | None = None,
+    certificate_oidc_issuer_regexp: str | None = None,
+    claims: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    tlog_required: bool = True,
+    trust_root: str = DEFAULT_TRUST_ROOT,
+    signature_repository: str | None = None,
+    mode: Literal["enforce", "warn"] = "enforce",
+) -> CompiledPolicy:
+    """The policy that cosign-style CLI flags describe: one identity, every image (``**``).
+
+    As in cosign, exactly one of ``--certificate-identity`` / ``--certificate-identity-regexp`` and
+    exactly one of ``--certificate-oidc-issuer`` / ``--certificate-oidc-issuer-regexp`` is required.
+    Unlike cosign, the regexps are anchored. ``claims`` are exact values by camelCase claim name (what
+    ``--certificate-github-workflow-repository`` and friends set). Raises :class:`PolicyError`.
+    """
+    identity: dict[str, object] = {}
+    for exact, regexp, exact_key, regexp_key, flag in (
+        (
+            certificate_oidc_issuer,
+            certificate_oidc_issuer_regexp,
+            "issuer",
+            "issuerRegExp",
+            "--certificate-oidc-issuer",
+        ),
+        (
+            certificate_identity,
+            certificate_identity_regexp,
+            "subject",
+            "subjectRegExp",
+            "--certificate-identity",
+        ),
+    ):
+        if (exact is None) == (regexp is None):
+            raise PolicyError(
+                Reason.POLICY_INVALID,
+                f"{FLAGS_POLICY_NAME}: exactly one of {flag} and {flag}-regexp is required",
+            )
+        if exact is not None:
+            identity[exact_key] = exact
+        else:
+            identity[regexp_key] = regexp
+    if claims:
+        identity["claims"] = dict(claims)
+    spec: dict[str, object] = {
+        "images": [{"glob": "**"}],
+        "identities": [identity],
+        "tlog": "required" if tlog_required else "optional",
+        "mode": mode,
+        "trustRoot": trust_root,
+    }
+    if annotations:
+        spec["annotations"] = dict(annotations)
+    if signature_repository is not None:
+        spec["signatureRepository"] = signature_repository
+    return compile_policy(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "ClusterImagePolicy",
+            "metadata": {"name": FLAGS_POLICY_NAME},
+            "spec": spec,
+        }
+    )

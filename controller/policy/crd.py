@@ -1,0 +1,327 @@
+"""The policy CRD (``imprimatur.dev/v1alpha1``): strict, typed wire models and their parser.
+
+This is the *written* form of a policy, as it arrives from a YAML file or a Kubernetes object. It is
+checked for shape only: every field known, every type right, every required field present, every
+"exactly one of" respected. Regular expressions and globs are compiled later, by
+:mod:`controller.policy.compiled`, which keeps the compiled form apart from this one.
+
+Every problem is a :class:`PolicyError` with reason ``PolicyInvalid`` whose detail names the policy and
+the field (``ClusterImagePolicy acme: spec.identities[1]: ...``). A policy that cannot be parsed is
+never an allow.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final, Literal
+
+from controller.errors import PolicyError, Reason
+
+API_VERSION: Final = "imprimatur.dev/v1alpha1"
+
+PolicyKind = Literal["ClusterImagePolicy", "ImagePolicy"]
+Mode = Literal["enforce", "warn"]
+TlogMode = Literal["required", "optional"]
+
+POLICY_KINDS: Final[tuple[PolicyKind, ...]] = ("ClusterImagePolicy", "ImagePolicy")
+DEFAULT_TRUST_ROOT: Final = "public-good"
+
+# Fulcio certificate extensions, by the camelCase name the verifier gives them in
+# VerifiedSignature.claims. https://github.com/sigstore/fulcio/blob/main/docs/oid-info.md
+KNOWN_CLAIMS: Final = frozenset(
+    {
+        "githubWorkflowTrigger",
+        "githubWorkflowSHA",
+        "githubWorkflowName",
+        "githubWorkflowRepository",
+        "githubWorkflowRef",
+        "buildSignerURI",
+        "buildSignerDigest",
+        "runnerEnvironment",
+        "sourceRepositoryURI",
+        "sourceRepositoryDigest",
+        "sourceRepositoryRef",
+        "sourceRepositoryIdentifier",
+        "sourceRepositoryOwnerURI",
+        "sourceRepositoryOwnerIdentifier",
+        "buildConfigURI",
+        "buildConfigDigest",
+        "buildTrigger",
+        "runInvocationURI",
+        "sourceRepositoryVisibilityAtSigning",
+    }
+)
+
+# --- bounds on what one policy may hold
+MAX_IMAGES: Final = 256
+MAX_IDENTITIES: Final = 256
+MAX_ANNOTATIONS: Final = 64
+MAX_NAME_LENGTH: Final = 253  # a Kubernetes object name (DNS subdomain)
+MAX_STRING_LENGTH: Final = 1024  # issuer, subject, claim and annotation values
+MAX_REGEXP_LENGTH: Final = 1024
+MAX_GLOB_LENGTH: Final = 512
+MAX_REPOSITORY_LENGTH: Final = 255
+
+_TOP_LEVEL_FIELDS: Final = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
+_SPEC_FIELDS: Final = frozenset(
+    {"images", "identities", "annotations", "tlog", "mode", "trustRoot", "signatureRepository"}
+)
+_IDENTITY_FIELDS: Final = frozenset({"issuer", "issuerRegExp", "subject", "subjectRegExp", "claims"})
+_NAME_RE: Final = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+# registry[:port]/path, lowercase, no tag or digest: cosign's COSIGN_REPOSITORY.
+_REPOSITORY_RE: Final = re.compile(
+    r"(?:[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::[0-9]{1,5})?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageGlobSpec:
+    """``{glob: "ghcr.io/acme/**"}``: one image pattern."""
+
+    glob: str
+
+
+@dataclass(frozen=True, slots=True)
+class StringMatchSpec:
+    """A value matched exactly (``value``) or by an anchored regular expression (``reg_exp``).
+
+    Exactly one of the two is set; :func:`parse_policy` guarantees it.
+    """
+
+    value: str | None = None
+    reg_exp: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IdentitySpec:
+    """One trusted signer: an issuer, a subject, and optional Fulcio claims, all of which must match."""
+
+    issuer: StringMatchSpec
+    subject: StringMatchSpec
+    claims: Mapping[str, StringMatchSpec] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySpec:
+    """``spec`` of a ClusterImagePolicy or ImagePolicy."""
+
+    images: tuple[ImageGlobSpec, ...]
+    identities: tuple[IdentitySpec, ...]
+    annotations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    tlog: TlogMode = "required"
+    mode: Mode = "enforce"
+    trust_root: str = DEFAULT_TRUST_ROOT
+    signature_repository: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyDocument:
+    """A parsed policy object: its kind, name, namespace (ImagePolicy only) and spec."""
+
+    kind: PolicyKind
+    name: str
+    namespace: str | None
+    spec: PolicySpec
+
+    @property
+    def label(self) -> str:
+        """How errors and results name this policy: ``ImagePolicy team-a/app`` or ``ClusterImagePolicy x``."""
+        return policy_label(self.kind, self.name, self.namespace)
+
+
+def policy_label(kind: str, name: str, namespace: str | None) -> str:
+    """``Kind [namespace/]name``: the name used in errors."""
+    return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
+
+
+def policy_error(label: str, path: str, problem: str) -> PolicyError:
+    """A ``PolicyInvalid`` error naming the policy and the field."""
+    return PolicyError(Reason.POLICY_INVALID, f"{label}: {path}: {problem}")
+
+
+class _Reader:
+    """Typed accessors over untyped decoded YAML/JSON, raising errors that name the policy and field."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def fail(self, path: str, problem: str) -> PolicyError:
+        return policy_error(self.label, path, problem)
+
+    def mapping(self, value: object, path: str) -> Mapping[str, object]:
+        if not isinstance(value, Mapping):
+            raise self.fail(path, f"must be a mapping, not {_type_name(value)}")
+        for key in value:
+            if not isinstance(key, str):
+                raise self.fail(path, f"keys must be strings, not {_type_name(key)}")
+        return value
+
+    def strict_mapping(self, value: object, path: str, allowed: frozenset[str]) -> Mapping[str, object]:
+        mapping = self.mapping(value, path)
+        unknown = sorted(set(mapping) - allowed)
+        if unknown:
+            raise self.fail(path, f"unknown field(s) {', '.join(map(repr, unknown[:5]))}")
+        return mapping
+
+    def sequence(self, value: object, path: str, *, maximum: int) -> Sequence[object]:
+        if not isinstance(value, list | tuple):
+            raise self.fail(path, f"must be a list, not {_type_name(value)}")
+        if not value:
+            raise self.fail(path, "must not be empty")
+        if len(value) > maximum:
+            raise self.fail(path, f"has {len(value)} entries; at most {maximum} are allowed")
+        return value
+
+    def string(self, value: object, path: str, *, maximum: int = MAX_STRING_LENGTH) -> str:
+        if not isinstance(value, str):
+            raise self.fail(path, f"must be a string, not {_type_name(value)}")
+        if not value:
+            raise self.fail(path, "must not be empty")
+        if len(value) > maximum:
+            raise self.fail(path, f"is {len(value)} characters long; at most {maximum} are allowed")
+        return value
+
+    def one_of(self, mapping: Mapping[str, object], path: str, exact: str, regexp: str) -> StringMatchSpec:
+        has_exact = mapping.get(exact) is not None
+        has_regexp = mapping.get(regexp) is not None
+        if has_exact and has_regexp:
+            raise self.fail(path, f"set only one of {exact!r} and {regexp!r}, not both")
+        if has_exact:
+            return StringMatchSpec(value=self.string(mapping[exact], f"{path}.{exact}"))
+        if has_regexp:
+            pattern = self.string(mapping[regexp], f"{path}.{regexp}", maximum=MAX_REGEXP_LENGTH)
+            return StringMatchSpec(reg_exp=pattern)
+        raise self.fail(path, f"one of {exact!r} or {regexp!r} is required")
+
+
+def _type_name(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def parse_policy(doc: Mapping[str, object]) -> PolicyDocument:
+    """Parse one ClusterImagePolicy or ImagePolicy object, strictly.
+
+    Raises :class:`PolicyError` (``PolicyInvalid``) on any unknown field, wrong type, missing required
+    field, empty list, or when both or neither of a ``x``/``xRegExp`` pair is set.
+    Only ``metadata.name`` and ``metadata.namespace`` are read; the rest of ``metadata`` (labels, uid,
+    managedFields ...) and ``status`` are ignored, so Kubernetes objects parse as they come.
+    """
+    reader = _Reader("policy document")
+    top = reader.strict_mapping(doc, "(top level)", _TOP_LEVEL_FIELDS)
+
+    kind = top.get("kind")
+    if kind not in POLICY_KINDS:
+        raise reader.fail("kind", f"must be one of {', '.join(POLICY_KINDS)}, not {kind!r:.80}")
+    api_version = top.get("apiVersion")
+    if api_version != API_VERSION:
+        raise reader.fail("apiVersion", f"must be {API_VERSION!r}, not {api_version!r:.80}")
+    policy_kind: PolicyKind = "ClusterImagePolicy" if kind == "ClusterImagePolicy" else "ImagePolicy"
+
+    metadata = reader.mapping(top.get("metadata"), "metadata")
+    name = reader.string(metadata.get("name"), "metadata.name", maximum=MAX_NAME_LENGTH)
+    if not _NAME_RE.fullmatch(name):
+        raise reader.fail("metadata.name", f"{name!r:.80} is not a valid Kubernetes object name")
+    namespace_value = metadata.get("namespace")
+    namespace: str | None = None
+    if policy_kind == "ImagePolicy":
+        namespace = reader.string(namespace_value, "metadata.namespace", maximum=63)
+        if not _NAME_RE.fullmatch(namespace) or "." in namespace:
+            raise reader.fail("metadata.namespace", f"{namespace!r:.80} is not a valid namespace name")
+    elif namespace_value is not None:
+        raise reader.fail("metadata.namespace", "a ClusterImagePolicy is cluster-scoped and has no namespace")
+
+    reader = _Reader(policy_label(policy_kind, name, namespace))
+    spec = _parse_spec(reader, top.get("spec"))
+    return PolicyDocument(kind=policy_kind, name=name, namespace=namespace, spec=spec)
+
+
+def _parse_spec(reader: _Reader, value: object) -> PolicySpec:
+    spec = reader.strict_mapping(value, "spec", _SPEC_FIELDS)
+
+    images: list[ImageGlobSpec] = []
+    for i, entry in enumerate(reader.sequence(spec.get("images"), "spec.images", maximum=MAX_IMAGES)):
+        path = f"spec.images[{i}]"
+        item = reader.strict_mapping(entry, path, frozenset({"glob"}))
+        images.append(ImageGlobSpec(reader.string(item.get("glob"), f"{path}.glob", maximum=MAX_GLOB_LENGTH)))
+
+    identities = [
+        _parse_identity(reader, entry, f"spec.identities[{i}]")
+        for i, entry in enumerate(
+            reader.sequence(spec.get("identities"), "spec.identities", maximum=MAX_IDENTITIES)
+        )
+    ]
+
+    annotations: dict[str, str] = {}
+    raw_annotations = spec.get("annotations")
+    if raw_annotations is not None:
+        mapping = reader.mapping(raw_annotations, "spec.annotations")
+        if len(mapping) > MAX_ANNOTATIONS:
+            raise reader.fail("spec.annotations", f"at most {MAX_ANNOTATIONS} annotations are allowed")
+        for key, annotation in mapping.items():
+            reader.string(key, "spec.annotations", maximum=MAX_NAME_LENGTH)
+            annotations[key] = reader.string(annotation, f"spec.annotations.{key}")
+
+    tlog_value = "required" if spec.get("tlog") is None else spec["tlog"]
+    if tlog_value not in ("required", "optional"):
+        raise reader.fail("spec.tlog", f"must be 'required' or 'optional', not {tlog_value!r:.80}")
+    mode_value = "enforce" if spec.get("mode") is None else spec["mode"]
+    if mode_value not in ("enforce", "warn"):
+        raise reader.fail("spec.mode", f"must be 'enforce' or 'warn', not {mode_value!r:.80}")
+
+    trust_root = DEFAULT_TRUST_ROOT
+    if spec.get("trustRoot") is not None:
+        trust_root = reader.string(spec["trustRoot"], "spec.trustRoot", maximum=MAX_NAME_LENGTH)
+        if not _NAME_RE.fullmatch(trust_root):
+            raise reader.fail("spec.trustRoot", f"{trust_root!r:.80} is not a valid trust root name")
+
+    signature_repository: str | None = None
+    if spec.get("signatureRepository") is not None:
+        signature_repository = reader.string(
+            spec["signatureRepository"], "spec.signatureRepository", maximum=MAX_REPOSITORY_LENGTH
+        )
+        if not _REPOSITORY_RE.fullmatch(signature_repository):
+            raise reader.fail(
+                "spec.signatureRepository",
+                f"{signature_repository!r:.80} is not a repository name (registry/path, no tag or digest)",
+            )
+
+    return PolicySpec(
+        images=tuple(images),
+        identities=tuple(identities),
+        annotations=MappingProxyType(annotations),
+        tlog="required" if tlog_value == "required" else "optional",
+        mode="enforce" if mode_value == "enforce" else "warn",
+        trust_root=trust_root,
+        signature_repository=signature_repository,
+    )
+
+
+def _parse_identity(reader: _Reader, value: object, path: str) -> IdentitySpec:
+    identity = reader.strict_mapping(value, path, _IDENTITY_FIELDS)
+    issuer = reader.one_of(identity, path, "issuer", "issuerRegExp")
+    subject = reader.one_of(identity, path, "subject", "subjectRegExp")
+    claims: dict[str, StringMatchSpec] = {}
+    raw_claims = identity.get("claims")
+    if raw_claims is not None:
+        mapping = reader.mapping(raw_claims, f"{path}.claims")
+        for claim, expected in mapping.items():
+            claim_path = f"{path}.claims.{claim:.80}"
+            if claim not in KNOWN_CLAIMS:
+                raise reader.fail(claim_path, "unknown claim; see the Fulcio extensions for the known names")
+            if isinstance(expected, str):
+                claims[claim] = StringMatchSpec(value=reader.string(expected, claim_path))
+            elif not isinstance(expected, Mapping):
+                raise reader.fail(
+                    claim_path, f"must be a string or {{regExp: ...}}, not {_type_name(expected)}"
+                )
+            else:
+                matcher = reader.strict_mapping(expected, claim_path, frozenset({"regExp"}))
+                pattern = reader.string(
+                    matcher.get("regExp"), f"{claim_path}.regExp", maximum=MAX_REGEXP_LENGTH
+                )
+                claims[claim] = StringMatchSpec(reg_exp=pattern)
+    return IdentitySpec(issuer=issuer, subject=subject, claims=MappingProxyType(claims))

@@ -1,0 +1,162 @@
+"""A set of compiled policies, loading them from YAML, and choosing the ones that govern an image.
+
+Every ClusterImagePolicy whose globs match an image applies to it, and so does every ImagePolicy of
+the pod's namespace whose globs match. All the matching policies must pass: a namespaced policy only
+ever *adds* requirements, it cannot relax a cluster one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from typing import Final, Literal
+
+import yaml
+
+from controller.errors import ImprimaturError, PolicyError, Reason
+from controller.policy.compiled import CompiledPolicy, compile_policy, policy_from_flags
+from controller.policy.crd import DEFAULT_TRUST_ROOT
+
+MAX_POLICY_YAML_BYTES: Final = 1024 * 1024
+MAX_POLICY_DOCUMENTS: Final = 512
+
+
+class PolicySet:
+    """An immutable collection of compiled policies, unique by (kind, namespace, name)."""
+
+    def __init__(self, policies: Sequence[CompiledPolicy]) -> None:
+        """Raises :class:`PolicyError` (``PolicyInvalid``) if two policies share kind, namespace and name."""
+        seen: set[tuple[str, str | None, str]] = set()
+        for policy in policies:
+            key = (policy.kind, policy.namespace, policy.name)
+            if key in seen:
+                raise PolicyError(Reason.POLICY_INVALID, f"{policy.label}: defined more than once")
+            seen.add(key)
+        self._cluster = tuple(
+            sorted((p for p in policies if p.kind == "ClusterImagePolicy"), key=lambda p: p.name)
+        )
+        self._namespaced: dict[str, tuple[CompiledPolicy, ...]] = {}
+        for policy in sorted((p for p in policies if p.kind == "ImagePolicy"), key=lambda p: p.name):
+            if policy.namespace is None:
+                raise PolicyError(Reason.POLICY_INVALID, f"{policy.label}: an ImagePolicy needs a namespace")
+            self._namespaced[policy.namespace] = (*self._namespaced.get(policy.namespace, ()), policy)
+
+    @classmethod
+    def from_identity(
+        cls,
+        *,
+        certificate_identity: str | None = None,
+        certificate_identity_regexp: str | None = None,
+        certificate_oidc_issuer: str | None = None,
+        certificate_oidc_issuer_regexp: str | None = None,
+        claims: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+        tlog_required: bool = True,
+        trust_root: str = DEFAULT_TRUST_ROOT,
+        signature_repository: str | None = None,
+        mode: Literal["enforce", "warn"] = "enforce",
+    ) -> PolicySet:
+        """A set holding just :func:`policy_from_flags` of these cosign-style flags."""
+        return cls(
+            [
+                policy_from_flags(
+                    certificate_identity=certificate_identity,
+                    certificate_identity_regexp=certificate_identity_regexp,
+                    certificate_oidc_issuer=certificate_oidc_issuer,
+                    certificate_oidc_issuer_regexp=certificate_oidc_issuer_regexp,
+                    claims=claims,
+                    annotations=annotations,
+                    tlog_required=tlog_required,
+                    trust_root=trust_root,
+                    signature_repository=signature_repository,
+                    mode=mode,
+                )
+            ]
+        )
+
+    @property
+    def policies(self) -> tuple[CompiledPolicy, ...]:
+        """Every policy: cluster policies by name, then namespaced ones by namespace and name."""
+        namespaced = (p for ns in sorted(self._namespaced) for p in self._namespaced[ns])
+        return (*self._cluster, *namespaced)
+
+    def __len__(self) -> int:
+        return len(self._cluster) + sum(len(group) for group in self._namespaced.values())
+
+    def __iter__(self) -> Iterator[CompiledPolicy]:
+        return iter(self.policies)
+
+    def matching(self, image_name: str, namespace: str | None) -> tuple[CompiledPolicy, ...]:
+        """The policies that govern ``image_name`` in ``namespace``: cluster ones first, then namespaced.
+
+        With ``namespace=None`` (a CLI check outside any namespace) only cluster policies apply.
+        An empty result means no policy covers the image; what that means is the caller's choice.
+        Raises :class:`~controller.errors.InputError` (``ReferenceInvalid``) for a malformed name.
+        """
+        candidates = self._cluster
+        if namespace is not None:
+            candidates = (*candidates, *self._namespaced.get(namespace, ()))
+        return tuple(policy for policy in candidates if policy.matches_image(image_name))
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A safe loader that refuses duplicate mapping keys (``subject:`` twice must not mean 'the last')."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Hashable, object]:
+    loader.flatten_mapping(node)
+    mapping: dict[Hashable, object] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, Hashable):
+            raise yaml.constructor.ConstructorError(None, None, "unhashable mapping key", key_node.start_mark)
+        if key in mapping:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r:.80}", key_node.start_mark
+            )
+        mapping[key] = loader.construct_object(value_node, deep=True)
+    return mapping
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_policies(text: str) -> list[CompiledPolicy]:
+    """Compile every policy in a multi-document YAML text; empty documents are skipped.
+
+    Raises :class:`PolicyError` (``PolicyInvalid``) naming the document index (0-based) for YAML that
+    does not parse, a document that is not a ClusterImagePolicy or ImagePolicy, or any invalid
+    policy; and for a text over :data:`MAX_POLICY_YAML_BYTES` or :data:`MAX_POLICY_DOCUMENTS`.
+    Duplicate names are reported when the list becomes a :class:`PolicySet`.
+    """
+    if len(text) > MAX_POLICY_YAML_BYTES or len(text.encode("utf-8", "replace")) > MAX_POLICY_YAML_BYTES:
+        raise PolicyError(Reason.POLICY_INVALID, f"policy YAML is larger than {MAX_POLICY_YAML_BYTES} bytes")
+    policies: list[CompiledPolicy] = []
+    index = 0  # the document being read, for error messages
+    documents = yaml.load_all(text, Loader=_StrictLoader)  # a SafeLoader subclass
+    try:
+        while True:
+            try:
+                doc = next(documents)
+            except StopIteration:
+                break
+            if index >= MAX_POLICY_DOCUMENTS:
+                raise PolicyError(
+                    Reason.POLICY_INVALID, f"more than {MAX_POLICY_DOCUMENTS} documents in policy YAML"
+                )
+            if doc is not None:
+                policies.append(_compile_document(index, doc))
+            index += 1
+    except yaml.YAMLError as e:
+        raise PolicyError(Reason.POLICY_INVALID, f"document {index}: YAML does not parse: {e}") from e
+    except RecursionError as e:
+        raise PolicyError(Reason.POLICY_INVALID, f"document {index}: YAML nested too deeply") from e
+    return policies
+
+
+def _compile_document(index: int, doc: object) -> CompiledPolicy:
+    if not isinstance(doc, Mapping):
+        raise PolicyError(Reason.POLICY_INVALID, f"document {index}: not a mapping but {type(doc).__name__}")
+    try:
+        return compile_policy(doc)
+    except ImprimaturError as e:
+        raise PolicyError(Reason.POLICY_INVALID, f"document {index}: {e.detail}") from e
