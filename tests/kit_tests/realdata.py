@@ -1,0 +1,70 @@
+"""Access to the real production cosign signatures the kit must match (ground truth, read-only).
+
+Looked up in the repository first (``tests/testdata/sigstore-real``), then in the shared workspace
+(``/work/shared/testdata/sigstore-real``), or wherever ``IMPRIMATUR_SIGSTORE_REAL`` points.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+_CANDIDATES = (
+    os.environ.get("IMPRIMATUR_SIGSTORE_REAL", ""),
+    str(_REPO_ROOT / "tests" / "testdata" / "sigstore-real"),
+    "/work/shared/testdata/sigstore-real",
+)
+
+CONNAISSEUR = "connaisseur_phbelitz_email_github_2024"
+RATIFY = "ratify_wabbitnetworks_email_github_2023"
+SALRASHID = "salrashid123_cosign_bazel_cloud_build_google_sa_2023-05"
+SIGSTORE_RS = "sigstore-rs_flavio_email_2021-10_rekord"
+LEGACY_CASES = (CONNAISSEUR, RATIFY, SALRASHID, SIGSTORE_RS)
+
+
+def real_data_dir() -> Path:
+    """The directory of real data; skips the calling test when it is nowhere to be found."""
+    for candidate in _CANDIDATES:
+        if candidate and (Path(candidate) / "trusted_root.production.json").is_file():
+            return Path(candidate)
+    pytest.skip("real Sigstore test data not found (set IMPRIMATUR_SIGSTORE_REAL)")
+
+
+@dataclass(frozen=True)
+class RealLayer:
+    """One real legacy ``.sig`` layer: exact payload bytes and its annotations."""
+
+    case: str
+    payload: bytes
+    annotations: dict[str, str]
+
+
+def real_layer(case: str) -> RealLayer:
+    """Load a legacy case."""
+    folder = real_data_dir() / "legacy" / case
+    annotations = json.loads((folder / "annotations.json").read_text())
+    return RealLayer(case, (folder / "payload.json").read_bytes(), annotations)
+
+
+def real_json(*parts: str) -> Any:
+    """Parse a JSON file of the real data (its shape is what the tests compare against)."""
+    return json.loads(real_data_dir().joinpath(*parts).read_text())
+
+
+def shape(value: Any) -> Any:
+    """The shape of a JSON value: key order and value types, recursively; list elements deduplicated."""
+    if isinstance(value, dict):
+        return tuple((key, shape(item)) for key, item in value.items())
+    if isinstance(value, list):
+        shapes: list[Any] = []
+        for item in value:
+            if shape(item) not in shapes:
+                shapes.append(shape(item))
+        return ("list", tuple(shapes))
+    return type(value).__name__
