@@ -1,0 +1,16 @@
+"""Pure verification: bytes, a trust root and a time in; a VerifiedSignature or a reasoned error out.
+
+Nothing in this package reads the clock, a file or the network. The entry points:
+
+* :class:`TrustRoot`: Sigstore's ``trusted_root.json``, parsed once (:mod:`.trustroot`).
+* :func:`verify_simplesigning`: one legacy cosign ``.sig`` layer (:mod:`.simplesigning` holds the
+  numbered checklist and the order of checks).
+* :func:`verify_bundle`: one Sigstore bundle (OCI referrer), through sigstore-python (:mod:`.bundle`).
+"""
+
+from controller.verify.bundle import verify_bundle, verify_bundle_artifact
+from controller.verify.options import VerifyOptions
+from controller.verify.simplesigning import verify_simplesigning
+from controller.verify.trustroot import TrustRoot
+
+__all__ = ["TrustRoot", "VerifyOptions", "verify_bundle", "verify_bundle_artifact", "verify_simplesigning"]
