@@ -28,7 +28,8 @@ READ_TIMEOUT_SECONDS = 10.0
 """Longest wait for any single read from a socket (headers or body)."""
 
 TOTAL_TIMEOUT_SECONDS = 30.0
-"""Longest time one HTTP exchange (one hop, headers and body) may take, checked while streaming."""
+"""Longest time one HTTP hop may take, from sending its request to the end of its body: the clock is
+checked after every body chunk, and a body read still blocked then has its socket cut."""
 
 MAX_TOKEN_BYTES = 256 * 1024
 """A token endpoint's JSON answer. Docker Hub's tokens are ~1 KiB, cloud registries' a few KiB."""

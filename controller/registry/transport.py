@@ -7,14 +7,23 @@ Every request goes through :meth:`Transport.exchange`:
   downgraded to http; the ``Authorization`` header only ever goes to the host it was made for;
 * TLS settings (CA bundle, client certificate, no verification) come from the ``configs`` entry of the
   host being contacted, else the system defaults apply;
-* a body is streamed against a byte cap (``Content-Length`` is checked first but not trusted), and a
-  watchdog cuts the connection when one hop takes longer than ``total_timeout``;
+* a body is streamed against a byte cap (``Content-Length`` is checked first but not trusted);
+* every socket read waits at most ``read_timeout``, and a hop must be done ``total_timeout`` after its
+  request was sent: the body read checks the clock after every chunk, and one shared deadline thread
+  (:class:`_Deadlines`, not a thread per request) cuts the socket of a body read still running then;
+* connections are kept alive and reused, as a bare :class:`requests.Session` does: a body read to its end
+  (HEAD answers and small redirect bodies included) hands its connection back to the pool; a body that
+  was cut (byte cap, deadline, error) closes its connection;
+* proxies come from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``),
+  read once per (scheme, host) by each transport and then cached: the environment scan costs ~1 ms;
 * network failures become :class:`FetchError` (RegistryUnavailable); bounds become :class:`LimitError`.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import os
 import socket
 import threading
 import time
@@ -39,6 +48,8 @@ RequestKind = Literal["manifest", "blob", "token", "api"]
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 READ_CHUNK_BYTES = 64 * 1024
+MAX_PROXY_CACHE_HOSTS = 256
+"""(scheme, host) pairs whose environment proxies a transport remembers; past it they are recomputed."""
 USER_AGENT = "imprimatur (registry client)"
 
 
@@ -64,36 +75,93 @@ def host_of(url: str) -> str:
     return urlsplit(url).netloc.lower()
 
 
-class _Watchdog:
-    """Cuts a response's socket when a deadline passes, so no read can outlive it."""
+@dataclass(eq=False, slots=True)
+class _Cut:
+    """A socket to cut at ``deadline`` (monotonic seconds) unless released first."""
 
-    def __init__(self, response: requests.Response, seconds: float) -> None:
-        self.fired = False
-        self._sock = _socket_of(response)
-        self._timer: threading.Timer | None = None
-        if self._sock is not None:
-            self._timer = threading.Timer(max(seconds, 0.0), self._fire)
-            self._timer.daemon = True
-            self._timer.start()
+    sock: socket.socket
+    deadline: float
+    fired: bool = False
 
-    def _fire(self) -> None:
-        self.fired = True
-        if self._sock is not None:
-            try:
-                # The plain socket's shutdown, bypassing ssl.SSLSocket's: wakes a blocked recv at once.
-                socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
-            except OSError:
-                log.debug("watchdog: socket already closed")
 
-    def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+class _Deadlines:
+    """One daemon thread that cuts the socket of every read still running when its deadline passes.
+
+    Starting a thread per body read cost ~1 ms each; here a read costs two short lock holds. The thread
+    is started on first use (and again in a forked child), sleeps until the earliest deadline it
+    holds (or an earlier planned wake-up), and is woken only when a new deadline is earlier than that.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._lock = threading.Condition(threading.Lock())
+        self._active: set[_Cut] = set()
+        self._wake_at = math.inf
+        self._thread: threading.Thread | None = None
+
+    def watch(self, sock: socket.socket | None, deadline: float) -> _Cut | None:
+        """Cut ``sock`` at ``deadline`` unless :meth:`release` comes first; None without a socket."""
+        if sock is None:
+            return None
+        cut = _Cut(sock, deadline)
+        with self._lock:
+            self._active.add(cut)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="imprimatur-registry-deadlines", daemon=True
+                )
+                self._thread.start()
+            if deadline < self._wake_at:
+                self._wake_at = deadline
+                self._lock.notify()
+        return cut
+
+    def release(self, cut: _Cut | None) -> bool:
+        """Stop watching ``cut``; True when its deadline had already passed and its socket was cut."""
+        if cut is None:
+            return False
+        with self._lock:
+            self._active.discard(cut)
+            return cut.fired
+
+    def _run(self) -> None:
+        with self._lock:
+            while True:
+                now = time.monotonic()
+                for cut in [c for c in self._active if c.deadline <= now]:
+                    self._active.discard(cut)
+                    cut.fired = True
+                    try:
+                        # The plain socket's shutdown, bypassing ssl.SSLSocket's: wakes a blocked recv.
+                        socket.socket.shutdown(cut.sock, socket.SHUT_RDWR)
+                    except OSError:
+                        log.debug("deadline: socket already closed")
+                # Keep a planned wake-up that is still ahead even when nothing is left to watch, so
+                # that a steady stream of reads (each released long before its deadline) does not
+                # wake this thread once per read.
+                planned = self._wake_at if self._wake_at > now else math.inf
+                self._wake_at = min(min((c.deadline for c in self._active), default=math.inf), planned)
+                self._lock.wait(None if self._wake_at == math.inf else self._wake_at - now)
+
+
+_DEADLINES = _Deadlines()
 
 
 def _socket_of(response: requests.Response) -> socket.socket | None:
     connection = getattr(response.raw, "_connection", None)
     sock = getattr(connection, "sock", None)
     return sock if isinstance(sock, socket.socket) else None
+
+
+def _finish(response: requests.Response, complete: bool) -> None:
+    """Hand the connection back to the pool when its body was read to the end; else close it."""
+    if complete:
+        response.raw.release_conn()
+    response.close()  # closes the connection only when it was not handed back
 
 
 class Transport:
@@ -103,6 +171,8 @@ class Transport:
         self._session = session
         self._config = config
         self._limits = limits
+        self._proxies: dict[tuple[str, str], dict[str, str]] = {}
+        self._proxies_lock = threading.Lock()
 
     @property
     def limits(self) -> Limits:
@@ -121,22 +191,46 @@ class Transport:
             cert = tls.cert_file
         return verify, cert
 
+    def _environment_proxies(self, url: str) -> dict[str, str]:
+        """``requests.utils.get_environ_proxies(url)``, computed once per (scheme, host)."""
+        key = _origin(url)
+        with self._proxies_lock:
+            cached = self._proxies.get(key)
+        if cached is None:
+            cached = requests.utils.get_environ_proxies(url)
+            with self._proxies_lock:
+                if len(self._proxies) < MAX_PROXY_CACHE_HOSTS:
+                    self._proxies[key] = cached
+        return cached
+
     def _send(
         self, method: str, url: str, headers: Mapping[str, str], data: Mapping[str, str] | None
     ) -> requests.Response:
+        """``session.request``, with its per-request environment scans replaced by cached values.
+
+        What ``Session.merge_environment_settings`` would do is done here: the environment's proxies
+        (always, whatever ``trust_env`` says) over the session's, and ``REQUESTS_CA_BUNDLE`` /
+        ``CURL_CA_BUNDLE`` for a host without a CA of its own when the session trusts the environment.
+        """
+        session = self._session
         verify, cert = self._tls_arguments(url)
+        if verify is True and session.trust_env:
+            verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        # The session's own proxies may map a scheme to None (no proxy): requests drops those keys.
+        merged: dict[str, str | None] = {**session.proxies, **self._environment_proxies(url)}
+        proxies = {key: value for key, value in merged.items() if value is not None}
         try:
-            return self._session.request(
-                method,
-                url,
-                headers=dict(headers),
-                data=data,
+            prepared = session.prepare_request(
+                requests.Request(method, url, headers=dict(headers), data=data)
+            )
+            return session.send(
+                prepared,
                 allow_redirects=False,
                 stream=True,
                 timeout=(self._limits.connect_timeout, self._limits.read_timeout),
                 verify=verify,
-                cert=cert,
-                proxies=requests.utils.get_environ_proxies(url),
+                cert=cert if cert is not None else session.cert,
+                proxies=proxies,
             )
         except requests.RequestException as e:
             raise FetchError(Reason.REGISTRY_UNAVAILABLE, f"{method} {url}: {type(e).__name__}: {e}") from e
@@ -144,11 +238,16 @@ class Transport:
             raise FetchError(Reason.REGISTRY_UNAVAILABLE, f"{method} {url}: {e}") from e
 
     def _read(
-        self, response: requests.Response, cap: int, *, truncate: bool, what: str, hop_started: float
-    ) -> bytes:
-        """The body, at most ``cap`` bytes: past it a LimitError, or (``truncate``) a cut.
+        self, response: requests.Response, cap: int, *, truncate: bool, what: str, deadline: float
+    ) -> tuple[bytes, bool]:
+        """The body, at most ``cap`` bytes (past it a LimitError, or with ``truncate`` a cut), and
+        whether it was read to its end (so its connection may be reused).
 
-        The hop's deadline (``total_timeout`` from when its request was sent) is enforced by a watchdog.
+        Past ``deadline`` a LimitError: the clock is checked after every chunk, and a read still blocked
+        then has its socket cut by :data:`_DEADLINES`, so a hop never outlives ``total_timeout`` by more
+        than that thread's wake-up. (Should the socket be out of reach, as with a custom adapter, only
+        the check after each chunk remains: a weaker bound, each read of up to ``READ_CHUNK_BYTES``
+        being bounded only by ``read_timeout`` per socket read.)
         """
         declared = response.headers.get("Content-Length")
         if declared is not None and not truncate:
@@ -158,12 +257,19 @@ class Transport:
                 declared_bytes = -1
             if declared_bytes > cap:
                 raise LimitError(f"{what}: Content-Length {declared_bytes} exceeds the {cap}-byte limit")
-        remaining = self._limits.total_timeout - (time.monotonic() - hop_started)
-        watchdog = _Watchdog(response, remaining)
+        late = f"{what}: took longer than {self._limits.total_timeout}s"
+        raw = response.raw
         chunks: list[bytes] = []
         total = 0
+        complete = False
+        cut = _DEADLINES.watch(_socket_of(response), deadline)
         try:
-            for chunk in response.raw.stream(READ_CHUNK_BYTES, decode_content=False):
+            while True:
+                # At most one byte past the cap is ever read: enough to tell "exactly cap" from "more".
+                chunk = raw.read(min(READ_CHUNK_BYTES, cap - total + 1), decode_content=False)
+                if not chunk:
+                    complete = True
+                    break
                 total += len(chunk)
                 if total > cap:
                     if truncate:
@@ -171,15 +277,27 @@ class Transport:
                         break
                     raise LimitError(f"{what}: body exceeds the {cap}-byte limit")
                 chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise LimitError(late)
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as e:
-            if watchdog.fired:
-                raise LimitError(f"{what}: took longer than {self._limits.total_timeout}s") from e
+            if _DEADLINES.release(cut) or time.monotonic() > deadline:
+                raise LimitError(late) from e
             raise FetchError(Reason.REGISTRY_UNAVAILABLE, f"{what}: reading the body failed: {e}") from e
         finally:
-            watchdog.cancel()
-        if watchdog.fired and not truncate:
-            raise LimitError(f"{what}: took longer than {self._limits.total_timeout}s")
-        return b"".join(chunks)
+            fired = _DEADLINES.release(cut)
+        if fired:
+            if not truncate:
+                raise LimitError(late)
+            complete = False
+        return b"".join(chunks), complete
+
+    def _discard(self, response: requests.Response, cap: int, deadline: float) -> bool:
+        """Read and drop a body nobody needs (a HEAD's, a redirect's), within ``cap`` bytes and the
+        deadline, so its connection can be reused. True when it ended in time; never raises."""
+        try:
+            return self._read(response, cap, truncate=True, what="discarded body", deadline=deadline)[1]
+        except FetchError:
+            return False
 
     def _check_redirect(self, current: str, target: str, kind: RequestKind) -> None:
         current_scheme, current_host = _origin(current)
@@ -213,13 +331,15 @@ class Transport:
         current = url
         started = time.monotonic()
         for hop in range(self._limits.max_redirects + 1):
-            hop_started = time.monotonic()
+            deadline = time.monotonic() + self._limits.total_timeout
             send_headers = dict(base_headers)
             if authorization is not None and host_of(current) == auth_host:
                 send_headers["Authorization"] = authorization
             response = self._send(method, current, send_headers, data)
+            complete = False
             try:
                 status = response.status_code
+                what = f"{method} {current}"
                 if status in REDIRECT_STATUSES:
                     location = response.headers.get("Location")
                     if not location:
@@ -229,27 +349,26 @@ class Transport:
                     target = urljoin(current, location)
                     self._check_redirect(current, target, kind)
                     log.debug("registry redirect %s -> %s", current, target)
+                    discard_cap = 0 if method == "HEAD" else self._limits.max_error_body_bytes
+                    complete = self._discard(response, discard_cap, deadline)
                     if status == 303 and method == "POST":
                         method, data = "GET", None
                     current = target
                     continue
                 if method == "HEAD":
                     body = b""
+                    complete = self._discard(response, 0, deadline)
                 elif 200 <= status < 300:
-                    body = self._read(
-                        response,
-                        max_bytes,
-                        truncate=False,
-                        what=f"{method} {current}",
-                        hop_started=hop_started,
+                    body, complete = self._read(
+                        response, max_bytes, truncate=False, what=what, deadline=deadline
                     )
                 else:
-                    body = self._read(
+                    body, complete = self._read(
                         response,
                         self._limits.max_error_body_bytes,
                         truncate=True,
-                        what=f"{method} {current}",
-                        hop_started=hop_started,
+                        what=what,
+                        deadline=deadline,
                     )
                 return Answer(
                     status=status,
@@ -260,5 +379,5 @@ class Transport:
                     elapsed=time.monotonic() - started,
                 )
             finally:
-                response.close()
+                _finish(response, complete)
         raise LimitError(f"{method} {url}: more than {self._limits.max_redirects} redirects")

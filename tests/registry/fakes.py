@@ -11,7 +11,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +23,11 @@ DRIP_STOP_SECONDS = 10.0
 
 @dataclass(frozen=True)
 class Route:
-    """How to answer one path. ``drip`` sends the body a byte at a time with that pause."""
+    """How to answer one path. ``drip`` sends the body a byte at a time with that pause.
+
+    ``raw`` replaces the body: its pieces are written as they are (no framing added), as fast as the
+    client takes them, until it hangs up or :data:`DRIP_STOP_SECONDS` pass; it may be endless.
+    """
 
     status: int = 200
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -31,16 +35,18 @@ class Route:
     chunked: bool = False
     content_length: int | None = None  # a lie, when set; -1: no Content-Length, the body ends at close
     drip: float | None = None
+    raw: Callable[[], Iterable[bytes]] | None = None
 
 
 @dataclass(frozen=True)
 class Seen:
-    """A request the server received."""
+    """A request the server received (``peer``: the client's port, one per TCP connection)."""
 
     method: str
     path: str
     query: str
     headers: Mapping[str, str]
+    peer: int = 0
 
 
 Responder = Callable[[Seen], Route]
@@ -76,7 +82,13 @@ class ScriptedServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 if length:
                     self.rfile.read(length)
-                seen = Seen(self.command, parts.path, parts.query, dict(self.headers.items()))
+                seen = Seen(
+                    self.command,
+                    parts.path,
+                    parts.query,
+                    dict(self.headers.items()),
+                    peer=self.client_address[1],
+                )
                 with server._lock:
                     server.seen.append(seen)
                     route = server.routes.get(
@@ -113,6 +125,11 @@ class ScriptedServer:
     def url(self) -> str:
         return f"{self.scheme}://{self.host}"
 
+    def connections(self) -> int:
+        """How many TCP connections the requests so far came over."""
+        with self._lock:
+            return len({s.peer for s in self.seen})
+
     def paths(self, method: str | None = None) -> list[str]:
         """The paths requested so far (optionally only those of ``method``)."""
         with self._lock:
@@ -134,7 +151,14 @@ class ScriptedServer:
         if handler.command == "HEAD":
             return
         try:
-            if route.drip is not None:
+            if route.raw is not None:
+                deadline = time.monotonic() + DRIP_STOP_SECONDS
+                for piece in route.raw():
+                    if self._stop.is_set() or time.monotonic() > deadline:
+                        break
+                    handler.wfile.write(piece)
+                handler.close_connection = True
+            elif route.drip is not None:
                 deadline = time.monotonic() + DRIP_STOP_SECONDS
                 for i in range(len(route.body)):
                     if self._stop.is_set() or time.monotonic() > deadline:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import urllib3.connection
 
 from controller.errors import EvidenceError, FetchError, InputError, LimitError, PolicyError, Reason
 from controller.model import Digest
@@ -419,6 +420,31 @@ def test_5xx_and_429_fall_through_to_the_upstream(
         with pytest.raises(FetchError) as caught:
             client.resolve(parse_reference(image[0]))
         assert caught.value.reason is Reason.REGISTRY_UNAVAILABLE
+
+
+def test_one_tls_connection_for_a_whole_verification(
+    registry: RegistryServer, image: tuple[str, Digest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HEAD, GETs and 404s (signature tag, referrers API, referrers tag) share one keep-alive connection."""
+    connections: list[object] = []
+    new_conn = urllib3.connection.HTTPConnection._new_conn
+
+    def counting(self: urllib3.connection.HTTPConnection) -> object:
+        connections.append(self)
+        return new_conn(self)
+
+    monkeypatch.setattr(urllib3.connection.HTTPConnection, "_new_conn", counting)
+    counter = Counter()
+    client = _client(registry, session=counter.session)
+    ref = parse_reference(image[0])
+    digest = client.resolve(ref)
+    manifest = client.get_manifest(ref, str(digest))
+    config_digest = Digest.parse(json.loads(manifest.body)["config"]["digest"])
+    assert Digest.of(client.get_blob(ref, config_digest, 1 << 20)) == config_digest
+    assert client.fetch_signatures(ref, digest) == []
+    assert client.fetch_referrer_bundles(ref, digest) == []
+    assert [method for method, _ in counter.calls] == ["HEAD", "GET", "GET", "GET", "GET", "GET"]
+    assert len(connections) == 1
 
 
 # --- time and size bounds

@@ -1,8 +1,13 @@
-"""Redirect rules, where Authorization goes, and token-endpoint misbehaviour."""
+"""Redirect rules, where Authorization goes, keep-alive, deadlines, proxies, and token-endpoint misbehaviour."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -10,9 +15,9 @@ import requests
 from controller.errors import FetchError, LimitError, Reason
 from controller.model import Digest
 from controller.registry import Keychain, Limits, RegistryClient, RegistryConfig, parse_reference
-from controller.registry.transport import RequestKind, Transport
+from controller.registry.transport import _DEADLINES, RequestKind, Transport
 from tests.fixtures.registry import RegistryServer, TestPKI
-from tests.registry.fakes import Route, scripted
+from tests.registry.fakes import Route, closed_port, scripted
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
@@ -243,3 +248,156 @@ def test_rejected_token_is_renewed_once() -> None:
             client.resolve(ref)
         assert caught.value.reason is Reason.REGISTRY_AUTH_FAILED
         assert [s.path for s in fake.seen].count("/token") == 3
+
+
+# --- keep-alive: one connection per host, as a bare requests.Session; a cut body closes its connection
+
+
+def test_head_get_404_and_redirects_share_one_connection() -> None:
+    with scripted() as fake:
+        fake.routes["/m"] = Route(headers={"Docker-Content-Digest": "sha256:0"}, body=b"manifest")
+        fake.routes["/moved"] = Route(307, headers={"Location": "/m"}, body=b"<a href='/m'>moved</a>")
+        transport = _transport()
+        head = transport.exchange("HEAD", f"{fake.url}/m", kind="manifest", max_bytes=0)
+        assert (head.status, head.body, head.headers["Docker-Content-Digest"]) == (200, b"", "sha256:0")
+        assert transport.exchange("GET", f"{fake.url}/m", kind="manifest", max_bytes=100).body == b"manifest"
+        missing = transport.exchange("GET", f"{fake.url}/nothing", kind="manifest", max_bytes=100)
+        assert (missing.status, missing.body) == (404, b'{"errors":[{"code":"NOT_FOUND"}]}')
+        moved = transport.exchange("GET", f"{fake.url}/moved", kind="manifest", max_bytes=100)
+        assert (moved.body, moved.hops) == (b"manifest", 1)
+        assert transport.exchange("HEAD", f"{fake.url}/moved", kind="manifest", max_bytes=0).hops == 1
+        assert len(fake.seen) == 7
+        assert fake.connections() == 1
+
+
+def test_a_body_cut_at_its_cap_closes_its_connection() -> None:
+    limits = Limits(max_error_body_bytes=100)
+    with scripted() as fake:
+        fake.routes["/big"] = Route(body=b"z" * 5000, chunked=True)  # no Content-Length: cut while read
+        fake.routes["/error-at-cap"] = Route(500, body=b"e" * 100)
+        fake.routes["/error-over-cap"] = Route(500, body=b"e" * 1000)
+        fake.routes["/ok"] = Route(body=b"ok")
+        transport = _transport(limits)
+        with pytest.raises(LimitError) as caught:
+            transport.exchange("GET", f"{fake.url}/big", kind="blob", max_bytes=4999)
+        assert caught.value.reason is Reason.LIMIT_EXCEEDED
+        assert transport.exchange("GET", f"{fake.url}/ok", kind="blob", max_bytes=10).body == b"ok"
+        assert fake.connections() == 2  # the cut body's connection was not reused
+        at_cap = transport.exchange("GET", f"{fake.url}/error-at-cap", kind="api", max_bytes=10)
+        assert at_cap.body == b"e" * 100  # read to its end: the connection goes back to the pool
+        assert transport.exchange("GET", f"{fake.url}/ok", kind="blob", max_bytes=10).body == b"ok"
+        assert fake.connections() == 2
+        over_cap = transport.exchange("GET", f"{fake.url}/error-over-cap", kind="api", max_bytes=10)
+        assert over_cap.body == b"e" * 100  # truncated: its connection is closed
+        assert transport.exchange("GET", f"{fake.url}/ok", kind="blob", max_bytes=10).body == b"ok"
+        assert fake.connections() == 3
+        exact = transport.exchange("GET", f"{fake.url}/ok", kind="blob", max_bytes=2)
+        assert exact.body == b"ok"  # exactly at the cap is within it
+        assert fake.connections() == 3
+
+
+# --- the hop deadline: one shared thread, not one per read
+
+
+def test_reads_start_no_thread_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def counting(self: threading.Thread) -> None:
+        started.append(self.name)
+        start(self)
+
+    with scripted() as fake:
+        fake.routes["/m"] = Route(body=b"manifest")
+        transport = _transport()
+        transport.exchange("GET", f"{fake.url}/m", kind="manifest", max_bytes=100)  # the server's thread
+        monkeypatch.setattr(threading.Thread, "start", counting)
+        for _ in range(20):
+            transport.exchange("GET", f"{fake.url}/m", kind="manifest", max_bytes=100)
+        assert [name for name in started if name != "imprimatur-registry-deadlines"] == []
+        assert len(started) <= 1
+
+
+def test_deadline_thread_cuts_a_blocked_read_and_spares_a_released_one() -> None:
+    first, second = socket.socketpair()
+    with first, second:
+        started = time.monotonic()
+        cut = _DEADLINES.watch(first, started + 0.3)
+        assert first.recv(10) == b""  # blocked until the deadline thread shut the socket down
+        assert 0.25 < time.monotonic() - started < 3.0
+        assert _DEADLINES.release(cut) is True
+    first, second = socket.socketpair()
+    with first, second:
+        kept = _DEADLINES.watch(first, time.monotonic() + 0.2)
+        assert _DEADLINES.release(kept) is False
+        time.sleep(0.4)
+        second.sendall(b"still open")
+        assert first.recv(10) == b"still open"
+        assert _DEADLINES.release(kept) is False
+    assert _DEADLINES.watch(None, time.monotonic()) is None
+
+
+def _endless_trailer() -> Iterator[bytes]:
+    yield b"5\r\nhello\r\n0\r\n"
+    yield from itertools.repeat(b"X-Trailer: forever\r\n" * 64)
+
+
+def test_endless_chunked_trailer_hits_the_deadline() -> None:
+    """Framing that never ends, sent fast (so no read ever times out), is cut at the hop deadline."""
+    limits = Limits(read_timeout=5.0, total_timeout=0.5)
+    with scripted() as fake:
+        fake.routes["/blob"] = Route(chunked=True, raw=_endless_trailer)
+        started = time.monotonic()
+        with pytest.raises(LimitError) as caught:
+            _transport(limits).exchange("GET", f"{fake.url}/blob", kind="blob", max_bytes=100)
+        assert caught.value.reason is Reason.LIMIT_EXCEEDED
+        assert time.monotonic() - started < 3.0
+
+
+# --- proxies: from the environment (whatever trust_env says), read once per host by each transport
+
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+@pytest.fixture
+def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch
+
+
+def test_environment_proxy_and_no_proxy(no_proxy_environment: pytest.MonkeyPatch) -> None:
+    target_host = f"127.0.0.1:{closed_port()}"  # nothing listens there: only the proxy can answer
+    target = f"http://{target_host}/v2/app/manifests/v1"
+    with scripted() as proxy:
+        proxy.routes["/v2/app/manifests/v1"] = Route(body=b"via the proxy")
+        no_proxy_environment.setenv("HTTP_PROXY", proxy.url)
+        transport = _transport()  # trust_env is False: the environment's proxies apply all the same
+        assert transport.exchange("GET", target, kind="manifest", max_bytes=100).body == b"via the proxy"
+        assert proxy.seen[0].headers["Host"] == target_host
+        no_proxy_environment.setenv("NO_PROXY", "127.0.0.1")
+        # this transport read the environment for this host once; a new one sees NO_PROXY and goes direct
+        assert transport.exchange("GET", target, kind="manifest", max_bytes=100).body == b"via the proxy"
+        with pytest.raises(FetchError) as caught:
+            _transport().exchange("GET", target, kind="manifest", max_bytes=100)
+        assert caught.value.reason is Reason.REGISTRY_UNAVAILABLE
+        assert len(proxy.seen) == 2
+
+
+def test_session_proxies_and_ca_bundle_of_a_trusting_session(
+    registry_pki: TestPKI, no_proxy_environment: pytest.MonkeyPatch
+) -> None:
+    with scripted(registry_pki.server_context()) as secure, scripted() as proxy:
+        secure.routes["/m"] = Route(body=b"trusted")
+        proxy.routes["/p"] = Route(body=b"session proxy")
+        no_proxy_environment.setenv("REQUESTS_CA_BUNDLE", registry_pki.ca_file)
+        trusting = requests.Session()  # trust_env: REQUESTS_CA_BUNDLE applies to hosts without a CA
+        transport = Transport(trusting, RegistryConfig(), Limits())
+        assert transport.exchange("GET", f"{secure.url}/m", kind="manifest", max_bytes=10).body == b"trusted"
+        with pytest.raises(FetchError) as caught:  # a session that does not trust the environment
+            _transport().exchange("GET", f"{secure.url}/m", kind="manifest", max_bytes=10)
+        assert caught.value.reason is Reason.REGISTRY_UNAVAILABLE
+        trusting.proxies = {"http": proxy.url}
+        elsewhere = f"http://127.0.0.1:{closed_port()}/p"
+        assert transport.exchange("GET", elsewhere, kind="api", max_bytes=20).body == b"session proxy"
