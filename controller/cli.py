@@ -58,28 +58,60 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--policy", action="append", default=[], metavar="FILE",
-                        help="policy YAML (repeatable, multi-document)")
+        sp.add_argument(
+            "--policy",
+            action="append",
+            default=[],
+            metavar="FILE",
+            help="policy YAML (repeatable, multi-document)",
+        )
         sp.add_argument("--certificate-identity", help="exact subject (email, URI or username)")
         sp.add_argument("--certificate-identity-regexp", help="subject regex (anchored: full match)")
         sp.add_argument("--certificate-oidc-issuer", help="exact OIDC issuer")
         sp.add_argument("--certificate-oidc-issuer-regexp", help="OIDC issuer regex (anchored: full match)")
-        sp.add_argument("-a", "--annotations", action="append", default=[], metavar="KEY=VALUE",
-                        help="required payload annotation (repeatable), as cosign's -a")
-        sp.add_argument("--trusted-root", action="append", default=[], metavar="[NAME=]FILE",
-                        help="a Sigstore trusted_root.json; a bare FILE replaces 'public-good'")
+        sp.add_argument(
+            "-a",
+            "--annotations",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="required payload annotation (repeatable), as cosign's -a",
+        )
+        sp.add_argument(
+            "--trusted-root",
+            action="append",
+            default=[],
+            metavar="[NAME=]FILE",
+            help="a Sigstore trusted_root.json; a bare FILE replaces 'public-good'",
+        )
         sp.add_argument("--staging", action="store_true", help="flag policies use the embedded staging root")
-        sp.add_argument("--registry-config", metavar="FILE", help="registries.yaml (k3s/RKE2 format): mirrors, auth, tls")
-        sp.add_argument("--docker-config", metavar="FILE",
-                        help="docker config.json with registry credentials (default: $DOCKER_CONFIG/config.json)")
-        sp.add_argument("--signature-repository", metavar="REPO",
-                        default=os.environ.get("COSIGN_REPOSITORY") or None,
-                        help="where signatures are stored (cosign's COSIGN_REPOSITORY)")
-        sp.add_argument("--insecure-ignore-tlog", action="store_true",
-                        help="accept signatures without a Rekor entry (warns) for flag policies")
-        sp.add_argument("--insecure-ignore-sct", action="store_true", help="do not require an embedded SCT (warns)")
-        sp.add_argument("--allow-missing-issuer", action="store_true",
-                        help="accept pre-2022 certificates without the OIDC issuer extension")
+        sp.add_argument(
+            "--registry-config", metavar="FILE", help="registries.yaml (k3s/RKE2 format): mirrors, auth, tls"
+        )
+        sp.add_argument(
+            "--docker-config",
+            metavar="FILE",
+            help="docker config.json with registry credentials (default: $DOCKER_CONFIG/config.json)",
+        )
+        sp.add_argument(
+            "--signature-repository",
+            metavar="REPO",
+            default=os.environ.get("COSIGN_REPOSITORY") or None,
+            help="where signatures are stored (cosign's COSIGN_REPOSITORY)",
+        )
+        sp.add_argument(
+            "--insecure-ignore-tlog",
+            action="store_true",
+            help="accept signatures without a Rekor entry (warns) for flag policies",
+        )
+        sp.add_argument(
+            "--insecure-ignore-sct", action="store_true", help="do not require an embedded SCT (warns)"
+        )
+        sp.add_argument(
+            "--allow-missing-issuer",
+            action="store_true",
+            help="accept pre-2022 certificates without the OIDC issuer extension",
+        )
         sp.add_argument("--require-digest", action="store_true", help="reject tag-only references")
         sp.add_argument("-o", "--output", choices=("text", "json"), default="text")
 
@@ -88,13 +120,20 @@ def _parser() -> argparse.ArgumentParser:
     common(v)
 
     c = sub.add_parser("check", help="evaluate every pod template in Kubernetes manifests")
-    c.add_argument("-f", "--filename", action="append", required=True, metavar="FILE", help="manifest YAML ('-': stdin)")
+    c.add_argument(
+        "-f", "--filename", action="append", required=True, metavar="FILE", help="manifest YAML ('-': stdin)"
+    )
     c.add_argument("-n", "--namespace", default=None, help="namespace for objects that do not name one")
     common(c)
 
     s = sub.add_parser("serve", help="run the admission webhook (kopf operator)")
-    s.add_argument("--policy", action="append", default=[], metavar="FILE",
-                   help="serve from policy files instead of the cluster's CRDs (development and demo)")
+    s.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="serve from policy files instead of the cluster's CRDs (development and demo)",
+    )
     return p
 
 
@@ -139,7 +178,9 @@ def _policies(args: argparse.Namespace) -> list[CompiledPolicy]:
     elif args.annotations:
         raise _UsageError("-a needs --certificate-identity[-regexp] and --certificate-oidc-issuer[-regexp]")
     if not policies:
-        raise _UsageError("give --policy FILE, or --certificate-identity[-regexp] with --certificate-oidc-issuer[-regexp]")
+        raise _UsageError(
+            "give --policy FILE, or --certificate-identity[-regexp] with --certificate-oidc-issuer[-regexp]"
+        )
     return policies
 
 
@@ -156,7 +197,9 @@ def _keychain(args: argparse.Namespace) -> Keychain | None:
 def build_engine(args: argparse.Namespace) -> Engine:
     """The engine the CLI uses: the same one the webhook uses, configured from flags."""
     registry_config = (
-        RegistryConfig.from_yaml(_read_file(args.registry_config).decode("utf-8")) if args.registry_config else None
+        RegistryConfig.from_yaml(_read_file(args.registry_config).decode("utf-8"))
+        if args.registry_config
+        else None
     )
     settings = Settings(
         require_digest=args.require_digest,
@@ -209,8 +252,10 @@ def _print_decision(decision: Decision, output: str, out: TextIO, label: str | N
             for s in v.signers:
                 when = s.integrated_time.isoformat() if s.integrated_time else "-"
                 out.write(f"{indent}  Subject: {s.subject}\n{indent}  Issuer: {s.issuer}\n")
-                out.write(f"{indent}  Rekor log index: {s.log_index if s.log_index is not None else '-'}"
-                          f"  Integrated time: {when}\n")
+                out.write(
+                    f"{indent}  Rekor log index: {s.log_index if s.log_index is not None else '-'}"
+                    f"  Integrated time: {when}\n"
+                )
         else:
             out.write(f"{indent}DENIED {v.message()}\n")
         for w in v.warnings:
@@ -224,7 +269,11 @@ def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         engine.close()
     if args.output == "json":
-        json.dump({"allowed": decision.allowed, "images": [_verdict_json(v) for v in decision.verdicts]}, out, indent=2)
+        json.dump(
+            {"allowed": decision.allowed, "images": [_verdict_json(v) for v in decision.verdicts]},
+            out,
+            indent=2,
+        )
         out.write("\n")
     else:
         _print_decision(decision, "text", out)
@@ -252,8 +301,17 @@ def _load_documents(paths: Sequence[str]) -> list[tuple[str, dict[str, object]]]
     return docs
 
 
-_POD_KINDS = {"Pod", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob",
-              "ReplicationController", "PodTemplate"}
+_POD_KINDS = {
+    "Pod",
+    "Deployment",
+    "ReplicaSet",
+    "StatefulSet",
+    "DaemonSet",
+    "Job",
+    "CronJob",
+    "ReplicationController",
+    "PodTemplate",
+}
 
 
 def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
@@ -273,8 +331,13 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
             decision = engine.decide_images([c.image for c in images_of(doc)], namespace=namespace)
             allowed = allowed and decision.allowed
             if args.output == "json":
-                results.append({"object": label, "allowed": decision.allowed,
-                                "images": [_verdict_json(v) for v in decision.verdicts]})
+                results.append(
+                    {
+                        "object": label,
+                        "allowed": decision.allowed,
+                        "images": [_verdict_json(v) for v in decision.verdicts],
+                    }
+                )
             else:
                 _print_decision(decision, "text", out, label)
     finally:
@@ -286,7 +349,8 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from controller.admission.server import run  # only `serve` needs kopf
+    # Imported here so that `verify` and `check` never load kopf and aiohttp.
+    from controller.admission.server import run  # noqa: PLC0415
 
     return run(policy_files=list(args.policy))
 
@@ -296,8 +360,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     stream = out or sys.stdout
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     try:
         if args.command == "verify":
             return _cmd_verify(args, stream)

@@ -124,7 +124,9 @@ class Engine:
 
     # --- runtime updates (the admission layer's indexes call these)
 
-    def update(self, *, policies: PolicySet | None = None, trust_roots: Mapping[str, TrustRoot] | None = None) -> None:
+    def update(
+        self, *, policies: PolicySet | None = None, trust_roots: Mapping[str, TrustRoot] | None = None
+    ) -> None:
         """Swap the policy set and/or trust roots. Cached evidence depends on trust roots, so it is dropped."""
         if policies is not None:
             self._policies = policies
@@ -160,7 +162,8 @@ class Engine:
             verdicts = [self._decide_one(unique[0], namespace, registry, policies, roots)]
         else:
             futures = [
-                self._pool.submit(self._decide_one, image, namespace, registry, policies, roots) for image in unique
+                self._pool.submit(self._decide_one, image, namespace, registry, policies, roots)
+                for image in unique
             ]
             verdicts = [f.result() for f in futures]
         warnings = tuple(dict.fromkeys(w for v in verdicts for w in v.warnings))
@@ -217,7 +220,9 @@ class Engine:
         results: list[PolicyResult] = []
         candidates: dict[str | None, list[Signature] | FetchError] = {}
         for policy in matching:
-            evidence = self._evidence_for(policy, pinned, digest, registry, roots, candidates)
+            evidence = self._evidence_for(
+                policy, pinned=pinned, digest=digest, registry=registry, roots=roots, candidates=candidates
+            )
             results.append(evaluate_policy(policy, evidence.verified, evidence.failures, image))
 
         names = tuple(r.policy for r in results)
@@ -228,7 +233,15 @@ class Engine:
             first = failed[0]
             detail = first.detail if len(failed) == 1 else f"{first.detail} (policy {first.policy})"
             return ImageVerdict(
-                image, False, first.reason, detail, digest, names, (), tuple(warnings), transient=first.transient
+                image,
+                False,
+                first.reason,
+                detail,
+                digest,
+                names,
+                (),
+                tuple(warnings),
+                transient=first.transient,
             )
         unique: dict[tuple[str, str, str, int | None], VerifiedSignature] = {}
         for r in results:
@@ -242,6 +255,7 @@ class Engine:
     def _evidence_for(
         self,
         policy: CompiledPolicy,
+        *,
         pinned: ImageRef,
         digest: Digest,
         registry: RegistryClient,
@@ -252,7 +266,9 @@ class Engine:
         root = roots.get(policy.trust_root)
         if root is None:
             failure = Failure(
-                Reason.TRUST_ROOT_UNKNOWN, f"policy {policy.name} names unknown trust root {policy.trust_root!r}", image
+                Reason.TRUST_ROOT_UNKNOWN,
+                f"policy {policy.name} names unknown trust root {policy.trust_root!r}",
+                image,
             )
             return _Evidence((), (failure,))
         sig_repo = policy.signature_repository or self.settings.signature_repository
@@ -285,7 +301,9 @@ class Engine:
                 if sig.kind == "bundle":
                     verified.append(verify_bundle(sig, digest=digest, trust_root=root, now=now))
                 else:
-                    verified.append(verify_simplesigning(sig, digest=digest, trust_root=root, options=options, now=now))
+                    verified.append(
+                        verify_simplesigning(sig, digest=digest, trust_root=root, options=options, now=now)
+                    )
             except (EvidenceError, PolicyError, InputError) as e:
                 failures.append(Failure(e.reason, f"{sig.source}: {e.detail}", image))
         evidence = _Evidence(tuple(verified), tuple(failures))

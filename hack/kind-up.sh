@@ -83,5 +83,8 @@ helm="$(python3 "$root/hack/get-helm.py")"
 "$helm" upgrade --install imprimatur "$root/charts/imprimatur" \
   --kube-context "kind-$cluster" --namespace imprimatur-system --create-namespace \
   --set image.repository="$image" --set image.tag="$tag" --set image.digest="$digest" \
+  --set-string registryConfig="$(printf 'mirrors:\n  "localhost:%s":\n    endpoint: ["http://%s:5000"]\n' "$reg_port" "$reg_name")" \
   --wait --timeout 5m
+# Inside the cluster, localhost:5001 is not the registry: the registries.yaml above sends the
+# controller's lookups for localhost:5001 to the registry container, as containerd's hosts.toml does.
 echo "imprimatur installed from ${image}@${digest}"
