@@ -1,0 +1,438 @@
+"""The HTTPS webhook server: reads AdmissionReviews strictly, answers them, logs and counts every one.
+
+It implements kopf's webhook-server protocol (``server(fn) -> AsyncIterator[WebhookClientConfig]``),
+so in a cluster kopf hands it its own admission function and the ``@kopf.on.validate`` handlers
+run inside kopf. Without a cluster (policy files) the same handlers are called by
+:class:`LocalWebhookFn`. Either way this server does the parts that must hold for every review:
+
+* only POST ``/<webhook id>`` for the known ids; any other path is 404, never an allow;
+* a bounded body (413), JSON (400), a well-formed AdmissionReview (``ReviewInvalid``);
+* the resource must be one the webhook id serves (a Deployment sent to ``/validate-pods`` is denied:
+  kopf would find no handler for it and allow);
+* a review that no handler looked at is denied (``InternalError``), whatever the framework says;
+* one structured log line and the metrics for every answer.
+
+TLS comes from a live :class:`ssl.SSLContext` that is reloaded in place when the certificate files
+change (see :mod:`controller.admission.tls`): the socket never closes for a rotation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextvars
+import json
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol, cast
+
+import aiohttp.web
+import kopf
+
+from controller.admission.metrics import AdmissionMetrics
+from controller.admission.review import (
+    MAX_REVIEW_BYTES,
+    AdmissionRequest,
+    GroupVersionResource,
+    bound_message,
+    parse_review,
+    review_api_version,
+    review_response,
+    review_uid,
+)
+from controller.errors import InputError, Reason
+from controller.model import Decision
+
+log = logging.getLogger("controller.admission.decision")
+server_log = logging.getLogger(__name__)
+
+WEBHOOK_PODS: Final = "validate-pods"
+WEBHOOK_WORKLOADS: Final = "validate-workloads"
+
+POD_RESOURCES: Final = frozenset({GroupVersionResource("", "v1", "pods")})
+WORKLOAD_RESOURCES: Final = frozenset(
+    {
+        GroupVersionResource("apps", "v1", "deployments"),
+        GroupVersionResource("apps", "v1", "replicasets"),
+        GroupVersionResource("apps", "v1", "statefulsets"),
+        GroupVersionResource("apps", "v1", "daemonsets"),
+        GroupVersionResource("batch", "v1", "jobs"),
+        GroupVersionResource("batch", "v1", "cronjobs"),
+        GroupVersionResource("", "v1", "replicationcontrollers"),
+    }
+)
+WEBHOOK_RESOURCES: Final[Mapping[str, frozenset[GroupVersionResource]]] = {
+    WEBHOOK_PODS: POD_RESOURCES,
+    WEBHOOK_WORKLOADS: WORKLOAD_RESOURCES,
+}
+# Which subresources each webhook reviews (None: the resource itself).
+WEBHOOK_SUBRESOURCES: Final[Mapping[str, frozenset[str | None]]] = {
+    WEBHOOK_PODS: frozenset({None, "ephemeralcontainers"}),
+    WEBHOOK_WORKLOADS: frozenset({None}),
+}
+
+NO_IMAGES_REASON: Final = "NoNewImages"  # an UPDATE that adds no image: nothing to verify
+
+
+@dataclass(slots=True)
+class ReviewContext:
+    """One review in flight: what the handler decided, for the log line and the metrics."""
+
+    request: AdmissionRequest
+    webhook: str
+    started: float
+    handled: bool = False
+    images: tuple[str, ...] = ()
+    decision: Decision | None = None
+    reason: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+_CURRENT: contextvars.ContextVar[ReviewContext | None] = contextvars.ContextVar(
+    "imprimatur_review", default=None
+)
+
+
+def current_review() -> ReviewContext:
+    """The review being answered. Raises :class:`InputError` outside of one (never an allow)."""
+    ctx = _CURRENT.get()
+    if ctx is None:
+        raise InputError(Reason.REVIEW_INVALID, "no admission review in progress")
+    return ctx
+
+
+WebhookHandler = Callable[..., Awaitable[None]]
+"""A ``@kopf.on.validate`` handler as this module calls it: keyword arguments, kopf's names."""
+
+
+class LocalWebhookFn:
+    """kopf's :class:`kopf.WebhookFn` protocol without kopf's operator: calls the same handlers.
+
+    Used when policies come from files and there is no cluster. Denial is an :class:`kopf.AdmissionError`
+    raised by the handler, exactly as under kopf.
+    """
+
+    def __init__(self, handlers: Mapping[str, WebhookHandler]) -> None:
+        self._handlers = dict(handlers)
+
+    async def __call__(
+        self,
+        request: Any,
+        *,
+        webhook: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        sslpeer: Mapping[str, Any] | None = None,
+    ) -> Any:
+        raw = cast(Mapping[str, Any], request)
+        payload = cast(Mapping[str, Any], raw["request"])
+        uid = str(payload["uid"])
+        handler = self._handlers.get(webhook or "")
+        warnings: list[str] = []
+        allowed, message, code = True, None, None
+        if handler is None:
+            allowed, message, code = (
+                False,
+                f"{Reason.INTERNAL_ERROR}: -: no handler for webhook {webhook!r}",
+                500,
+            )
+        else:
+            new, old = payload.get("object"), payload.get("oldObject")
+            try:
+                await handler(
+                    body=new if new is not None else old,
+                    new=new,
+                    old=old,
+                    operation=payload.get("operation"),
+                    subresource=payload.get("subResource"),
+                    dryrun=bool(payload.get("dryRun")),
+                    warnings=warnings,
+                    userinfo=payload.get("userInfo"),
+                    headers=headers or {},
+                    sslpeer=sslpeer or {},
+                    logger=server_log,
+                )
+            except kopf.AdmissionError as e:
+                allowed, message, code = False, str(e), e.code or 500
+            except Exception as e:  # noqa: BLE001 - a handler bug denies, like kopf's PermanentError path
+                server_log.exception("webhook handler %s failed", webhook)
+                allowed, message, code = False, f"{Reason.INTERNAL_ERROR}: -: {type(e).__name__}", 500
+        return review_response(
+            api_version=str(raw.get("apiVersion")),
+            uid=uid,
+            allowed=allowed,
+            message=message,
+            code=code,
+            warnings=warnings,
+        )
+
+
+def _json_error(status: int, reason: Reason, detail: str) -> aiohttp.web.Response:
+    body = {"kind": "Status", "code": status, "reason": str(reason), "message": f"{reason}: -: {detail}"}
+    return aiohttp.web.json_response(body, status=status)
+
+
+def _response_parts(response: object) -> tuple[bool, str | None, int | None, list[str]] | None:
+    """(allowed, message, code, warnings) of an AdmissionReview response, or None if it is not one."""
+    if not isinstance(response, Mapping):
+        return None
+    payload = response.get("response")
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("allowed"), bool):
+        return None
+    status = payload.get("status")
+    message = status.get("message") if isinstance(status, Mapping) else None
+    code = status.get("code") if isinstance(status, Mapping) else None
+    raw_warnings = payload.get("warnings")
+    warnings = [str(w) for w in raw_warnings] if isinstance(raw_warnings, list) else []
+    return (
+        bool(payload["allowed"]),
+        str(message) if message is not None else None,
+        code if isinstance(code, int) else None,
+        warnings,
+    )
+
+
+class ReviewObserver:
+    """Logs one structured line and updates the metrics for every answered review."""
+
+    def __init__(self, metrics: AdmissionMetrics) -> None:
+        self.metrics = metrics
+
+    def record(
+        self,
+        *,
+        kind: str,
+        allowed: bool,
+        reason: str,
+        duration: float,
+        ctx: ReviewContext | None = None,
+        uid: str | None = None,
+    ) -> None:
+        self.metrics.decisions.inc(kind=kind or "-", allowed="true" if allowed else "false", reason=reason)
+        self.metrics.duration.observe(duration)
+        request = ctx.request if ctx is not None else None
+        decision = ctx.decision if ctx is not None else None
+        verdicts = decision.verdicts if decision is not None else ()
+        images = list(ctx.images) if ctx is not None else []
+        digests = {v.image: str(v.digest) for v in verdicts if v.digest is not None}
+        signers = [
+            {"image": v.image, "subject": s.subject, "issuer": s.issuer, "logIndex": s.log_index}
+            for v in verdicts
+            for s in v.signers
+        ]
+        policies = sorted({p for v in verdicts for p in v.policies})
+        log.info(
+            "admission uid=%s kind=%s object=%s/%s operation=%s subresource=%s dry_run=%s allowed=%s "
+            "reason=%s images=%s digests=%s signers=%s policies=%s duration_ms=%.1f",
+            request.uid if request is not None else (uid or "-"),
+            kind or "-",
+            (request.namespace or "-") if request is not None else "-",
+            (request.name or _object_name(request.new_object)) if request is not None else "-",
+            request.operation if request is not None else "-",
+            (request.sub_resource or "-") if request is not None else "-",
+            str(request.dry_run).lower() if request is not None else "false",
+            str(allowed).lower(),
+            reason,
+            json.dumps(images),
+            json.dumps(digests, sort_keys=True),
+            json.dumps(signers),
+            json.dumps(policies),
+            duration * 1000,
+        )
+
+
+def _object_name(obj: Mapping[str, object] | None) -> str:
+    meta = obj.get("metadata") if obj is not None else None
+    if isinstance(meta, Mapping):
+        name = meta.get("name") or meta.get("generateName")
+        if isinstance(name, str):
+            return name
+    return "-"
+
+
+def parse_webhook_review(data: object, webhook: str) -> AdmissionRequest:
+    """:func:`parse_review`, and the resource and subresource must be ones ``webhook`` reviews."""
+    parsed = parse_review(data)
+    if parsed.resource not in WEBHOOK_RESOURCES[webhook]:
+        raise InputError(Reason.REVIEW_INVALID, f"/{webhook} does not review {parsed.resource}")
+    if parsed.sub_resource not in WEBHOOK_SUBRESOURCES[webhook]:
+        raise InputError(
+            Reason.REVIEW_INVALID, f"/{webhook} does not review the {parsed.sub_resource} subresource"
+        )
+    return parsed
+
+
+class ServingTLS(Protocol):
+    """A live server context and the CA bundle clients should trust; ``check`` reloads on change."""
+
+    context: ssl.SSLContext
+    cadata: bytes | None
+
+    def check(self) -> bool: ...
+
+
+class WebhookServer:
+    """An HTTPS admission endpoint at ``https://addr:port/<webhook id>`` (a kopf webhook server)."""
+
+    def __init__(
+        self,
+        *,
+        tls: ServingTLS,
+        observer: ReviewObserver,
+        addr: str = "0.0.0.0",  # noqa: S104 - kube-apiserver calls in through the Service
+        port: int = 8443,
+        host: str | None = None,
+        reload_interval: float = 10.0,
+    ) -> None:
+        self.tls = tls
+        self.observer = observer
+        self.addr = addr
+        self.port = port
+        self.host = host
+        self.reload_interval = reload_interval
+        self.started = asyncio.Event()
+        self.bound_port: int | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL once started (``https://host:port``)."""
+        host = self.host or ("127.0.0.1" if self.addr in ("0.0.0.0", "", "::") else self.addr)  # noqa: S104
+        return f"https://{host}:{self.bound_port or self.port}"
+
+    def _client_config(self) -> kopf.WebhookClientConfig:
+        config = kopf.WebhookClientConfig(url=self.url)
+        if self.tls.cadata is not None:
+            config["caBundle"] = base64.b64encode(self.tls.cadata).decode("ascii")
+        return config
+
+    def app(self, fn: kopf.WebhookFn) -> aiohttp.web.Application:
+        """The aiohttp application serving ``fn`` (public for tests that serve it without TLS)."""
+
+        async def serve(request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
+            return await self._serve(fn, request)
+
+        app = aiohttp.web.Application(client_max_size=MAX_REVIEW_BYTES)
+        app.add_routes([aiohttp.web.post("/{id:.*}", serve)])
+        return app
+
+    async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
+        runner = aiohttp.web.AppRunner(self.app(fn), handle_signals=False, access_log=None)
+        await runner.setup()
+        try:
+            site = aiohttp.web.TCPSite(
+                runner, self.addr or None, self.port, ssl_context=self.tls.context, reuse_address=True
+            )
+            await site.start()
+            addresses = runner.addresses
+            self.bound_port = int(addresses[0][1]) if addresses else self.port
+            server_log.info("serving admission webhooks at %s", self.url)
+            self.started.set()
+            cadata = self.tls.cadata
+            yield self._client_config()
+            while True:
+                await asyncio.sleep(self.reload_interval)
+                if self.tls.check() and self.tls.cadata != cadata:
+                    cadata = self.tls.cadata
+                    yield self._client_config()
+        finally:
+            self.started.clear()
+            await runner.cleanup()
+
+    async def _serve(self, fn: kopf.WebhookFn, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
+        started = time.monotonic()
+        webhook = request.match_info.get("id", "")
+        resources = WEBHOOK_RESOURCES.get(webhook)
+        if resources is None:
+            self.observer.record(
+                kind="-", allowed=False, reason="NotFound", duration=time.monotonic() - started
+            )
+            return _json_error(404, Reason.REVIEW_INVALID, f"no webhook at /{webhook[:80]}")
+        try:
+            body = await request.read()
+        except aiohttp.web.HTTPRequestEntityTooLarge:
+            self.observer.record(
+                kind="-",
+                allowed=False,
+                reason=str(Reason.LIMIT_EXCEEDED),
+                duration=time.monotonic() - started,
+            )
+            return _json_error(413, Reason.LIMIT_EXCEEDED, f"a review is at most {MAX_REVIEW_BYTES} bytes")
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError) as e:
+            self.observer.record(
+                kind="-",
+                allowed=False,
+                reason=str(Reason.REVIEW_INVALID),
+                duration=time.monotonic() - started,
+            )
+            return _json_error(400, Reason.REVIEW_INVALID, f"the body is not JSON: {type(e).__name__}")
+
+        api_version, uid = review_api_version(data), review_uid(data)
+        try:
+            parsed = parse_webhook_review(data, webhook)
+        except InputError as e:
+            self.observer.record(
+                kind="-", allowed=False, reason=str(e.reason), duration=time.monotonic() - started, uid=uid
+            )
+            if uid is None:
+                return _json_error(400, e.reason, e.detail)
+            denial = review_response(
+                api_version=api_version, uid=uid, allowed=False, message=e.message(), code=400
+            )
+            return aiohttp.web.json_response(denial)
+
+        ctx = ReviewContext(request=parsed, webhook=webhook, started=started)
+        token = _CURRENT.set(ctx)
+        try:
+            headers = dict(request.headers)
+            sslpeer = request.transport.get_extra_info("peercert") if request.transport else None
+            raw_response: object = await fn(data, webhook=webhook, headers=headers, sslpeer=sslpeer)
+        except Exception as e:  # noqa: BLE001 - the framework failed: deny, and say it was us
+            server_log.exception("admission framework error for uid=%s", parsed.uid)
+            raw_response = review_response(
+                api_version=api_version,
+                uid=parsed.uid,
+                allowed=False,
+                message=f"{Reason.INTERNAL_ERROR}: -: {type(e).__name__}",
+                code=500,
+            )
+        finally:
+            _CURRENT.reset(token)
+
+        parts = _response_parts(raw_response)
+        allowed: bool
+        message: str | None
+        code: int | None
+        warnings: list[str]
+        if parts is None:
+            allowed, message, code, warnings = (
+                False,
+                f"{Reason.INTERNAL_ERROR}: -: malformed response",
+                500,
+                [],
+            )
+        else:
+            allowed, message, code, warnings = parts
+        if allowed and not ctx.handled:
+            # kopf allows a review for which no handler matched: never let that through.
+            allowed, message, code = (
+                False,
+                f"{Reason.INTERNAL_ERROR}: -: no handler reviewed this object",
+                500,
+            )
+        reason = ctx.reason or (message.split(":", 1)[0] if message else "Allowed")
+        response = review_response(
+            api_version=api_version,
+            uid=parsed.uid,
+            allowed=allowed,
+            message=bound_message(message.split("\n")) if message else None,
+            code=code,
+            warnings=warnings,
+        )
+        self.observer.record(
+            kind=parsed.kind, allowed=allowed, reason=reason, duration=time.monotonic() - started, ctx=ctx
+        )
+        return aiohttp.web.json_response(response)
