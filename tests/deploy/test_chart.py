@@ -469,12 +469,18 @@ def test_webhooks_call_the_kopf_handler_paths_on_the_service(default_render: lis
         }
 
 
-def test_pod_webhook_covers_creation_and_ephemeral_containers(default_render: list[Obj]) -> None:
+def test_pod_webhook_covers_creation_image_updates_and_ephemeral_containers(
+    default_render: list[Obj],
+) -> None:
     rules = _webhooks(default_render)["pods.imprimatur.dev"]["rules"]
     covered = {
         (r["apiGroups"][0], res, op) for r in rules for res in r["resources"] for op in r["operations"]
     }
-    assert covered == {("", "pods", "CREATE"), ("", "pods/ephemeralcontainers", "UPDATE")}
+    assert covered == {
+        ("", "pods", "CREATE"),
+        ("", "pods", "UPDATE"),
+        ("", "pods/ephemeralcontainers", "UPDATE"),
+    }
 
 
 def test_workload_webhook_covers_every_pod_template_owner(default_render: list[Obj]) -> None:
