@@ -15,7 +15,9 @@ SKIPPED_DIRS = frozenset({".git"})
 MARKER = b"PRIVATE" + b" KEY-----"
 # A whole PEM private key block: the marker, then base64 lines, then the END line. A test that only
 # checks a PEM header (b"-----BEGIN PRIVATE KEY-----") holds no key and is not flagged.
-KEY_BLOCK = re.compile(rb"-----BEGIN (?:[A-Z0-9]+ )*" + MARKER + rb"\r?\n(?:[A-Za-z0-9+/=]{16,}\r?\n)+-----END ")
+KEY_BLOCK = re.compile(
+    rb"-----BEGIN (?:[A-Z0-9]+ )*" + MARKER + rb"\r?\n(?:[A-Za-z0-9+/=]{16,}\r?\n)+-----END "
+)
 MAX_FILE_BYTES = 50 * 1024 * 1024  # larger files are not source; none exist today
 
 
