@@ -19,6 +19,7 @@ from typing import Final
 
 from cryptography import x509
 from cryptography.x509 import ObjectIdentifier
+from cryptography.x509.oid import ExtensionOID
 
 from controller.errors import EvidenceError, Reason
 
@@ -74,6 +75,15 @@ DER_CLAIMS: Final[dict[ObjectIdentifier, str]] = {
     OID_DEPLOYMENT_ENVIRONMENT: "deploymentEnvironment",
 }
 
+# How step 8 reads each Fulcio extension: (claim name, or "" for an issuer; DER UTF8String or raw).
+_READERS: Final[dict[ObjectIdentifier, tuple[str, bool]]] = {
+    OID_ISSUER_V1: ("", False),
+    OID_ISSUER_V2: ("", True),
+    **{oid: (claim, False) for oid, claim in RAW_CLAIMS.items()},
+    **{oid: (claim, True) for oid, claim in DER_CLAIMS.items()},
+}
+_SAN: Final = ExtensionOID.SUBJECT_ALTERNATIVE_NAME
+
 _UTF8STRING_TAG: Final = 0x0C
 
 
@@ -128,12 +138,8 @@ class Identity:
     claims: dict[str, str]
 
 
-def subject_of(extensions: x509.Extensions) -> str:
+def _subject(san: x509.SubjectAlternativeName) -> str:
     """The one SAN of a Fulcio certificate: email, URI or ``.1.7`` username. Else CertificateInvalid."""
-    try:
-        san = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound as e:
-        raise EvidenceError(Reason.CERTIFICATE_INVALID, "no subject alternative name") from e
     names = list(san)
     if len(names) != 1:
         raise EvidenceError(
@@ -153,23 +159,33 @@ def subject_of(extensions: x509.Extensions) -> str:
 
 def extract_identity(extensions: x509.Extensions, *, require_issuer: bool) -> Identity:
     """Step 8: subject, issuer and claims. Missing issuer -> ``IssuerMissing`` when required."""
-    subject = subject_of(extensions)
+    # One pass picks out the SAN and Fulcio's extensions (the library rejects a certificate that
+    # repeats an extension, and maps the SAN's OID to its class).
+    san: x509.ExtensionType | None = None
+    fulcio: list[tuple[ObjectIdentifier, str, bool, x509.ExtensionType]] = []
+    for extension in extensions:
+        oid = extension.oid
+        reader = _READERS.get(oid)
+        if reader is not None:
+            fulcio.append((oid, *reader, extension.value))
+        elif oid == _SAN:
+            san = extension.value
+    if not isinstance(san, x509.SubjectAlternativeName):
+        raise EvidenceError(Reason.CERTIFICATE_INVALID, "no subject alternative name")
+    subject = _subject(san)
     issuer_v1: str | None = None
     issuer_v2: str | None = None
     claims: dict[str, str] = {}
-    for extension in extensions:
-        oid = extension.oid
-        value = extension.value
+    for oid, claim, framed, value in fulcio:
         if not isinstance(value, x509.UnrecognizedExtension):
             continue
+        raw = value.value
         if oid == OID_ISSUER_V2:
-            issuer_v2 = _der_utf8(value.value, "issuer (1.3.6.1.4.1.57264.1.8)")
+            issuer_v2 = _der_utf8(raw, "issuer (1.3.6.1.4.1.57264.1.8)")
         elif oid == OID_ISSUER_V1:
-            issuer_v1 = _raw_utf8(value.value, "issuer (1.3.6.1.4.1.57264.1.1)")
-        elif oid in DER_CLAIMS:
-            claims[DER_CLAIMS[oid]] = _der_utf8(value.value, DER_CLAIMS[oid])
-        elif oid in RAW_CLAIMS:
-            claims[RAW_CLAIMS[oid]] = _raw_utf8(value.value, RAW_CLAIMS[oid])
+            issuer_v1 = _raw_utf8(raw, "issuer (1.3.6.1.4.1.57264.1.1)")
+        else:
+            claims[claim] = _der_utf8(raw, claim) if framed else _raw_utf8(raw, claim)
     if issuer_v1 is not None and issuer_v2 is not None and issuer_v1 != issuer_v2:
         raise EvidenceError(Reason.CERTIFICATE_INVALID, "issuer extensions .1.1 and .1.8 disagree")
     issuer = issuer_v2 if issuer_v2 is not None else issuer_v1

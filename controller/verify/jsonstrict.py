@@ -16,8 +16,11 @@ its own reasoned error (``PayloadInvalid``, ``TlogEntryInvalid``, ``TrustRootInv
 from __future__ import annotations
 
 import json
+import json.scanner
 import math
+import re
 from collections.abc import Iterable
+from typing import Final
 
 from controller.verify.limits import MAX_JSON_DEPTH, MAX_JSON_SAFE_INTEGER
 
@@ -28,12 +31,20 @@ class StrictJsonError(ValueError):
     """Raised when a document is not the strict JSON, or not the shape, we expect. Internal."""
 
 
+# A JSON escape that decodes to a UTF-16 surrogate (U+D800..U+DFFF). Text decoded from UTF-8 holds
+# no surrogates, so a lone one can only come from such an escape; a document without one needs no
+# string scan. (An escaped backslash followed by "ud8.." also matches: that only costs the scan.)
+_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def _reject_duplicates(pairs: list[tuple[str, object]]) -> JsonObject:
-    out: JsonObject = {}
-    for key, value in pairs:
-        if key in out:
-            raise StrictJsonError(f"duplicate key {key[:64]!r}")
-        out[key] = value
+    out: JsonObject = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise StrictJsonError(f"duplicate key {key[:64]!r}")
+            seen.add(key)
     return out
 
 
@@ -77,6 +88,51 @@ def _check_tree(root: object, max_depth: int) -> None:
         stack.extend((child, depth + 1) for child in children)
 
 
+# One decoder for every document: ``json.loads`` with hooks would build a new one per call.
+_DECODER: Final = json.JSONDecoder(
+    object_pairs_hook=_reject_duplicates,
+    parse_constant=_reject_constant,
+    parse_float=_finite_float,
+)
+
+
+_SCAN: Final = json.scanner.make_scanner(_DECODER)  # type: ignore[arg-type]  # typeshed mistypes it
+_WHITESPACE: Final = re.compile(r"[ \t\n\r]*")  # JSON's whitespace (json.decoder.WHITESPACE)
+
+
+def _skip_whitespace(text: str, at: int) -> int:
+    if at == len(text) or text[at] not in " \t\n\r":
+        return at  # the usual case, without a regex
+    match = _WHITESPACE.match(text, at)
+    return at if match is None else match.end()
+
+
+def _openers_at_most(text: str, limit: int) -> bool:
+    """True when ``text`` holds at most ``limit`` ``[`` and ``{`` (found with str.find, which is
+    much faster than str.count on the few-bracket documents we read)."""
+    count = 0
+    for opener in "[{":
+        at = text.find(opener)
+        while at >= 0:
+            count += 1
+            if count > limit:
+                return False
+            at = text.find(opener, at + 1)
+    return True
+
+
+def _needs_tree_check(text: str, max_depth: int) -> bool:
+    """False when the document can neither nest deeper than ``max_depth`` nor hold a lone surrogate.
+
+    Every level of nesting opens with its own ``[`` or ``{``, so their count bounds the depth (those
+    inside strings only make the bound looser); lone surrogates need a ``\\uD8..``-``\\uDF..`` escape,
+    so a document without a backslash has none.
+    """
+    if not _openers_at_most(text, max_depth):
+        return True
+    return "\\" in text and _SURROGATE_ESCAPE.search(text) is not None
+
+
 def loads(data: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> object:
     """Parse ``data`` as strict JSON (see the module docstring). Size bounds are the caller's."""
     try:
@@ -86,19 +142,21 @@ def loads(data: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> object:
     if text.startswith("\ufeff"):
         raise StrictJsonError("byte order mark")
     try:
-        value: object = json.loads(
-            text,
-            object_pairs_hook=_reject_duplicates,
-            parse_constant=_reject_constant,
-            parse_float=_finite_float,
-        )
+        # What JSONDecoder.decode does, without its per-call Python layers: one value between
+        # optional whitespace, nothing after it.
+        value, end = _SCAN(text, _skip_whitespace(text, 0))
+    except StopIteration as e:
+        raise StrictJsonError(f"not JSON: expecting a value at {e.value}") from e
     except RecursionError as e:
         raise StrictJsonError("nesting too deep") from e
     except ValueError as e:  # json.JSONDecodeError, int() digit limits, StrictJsonError itself
         if isinstance(e, StrictJsonError):
             raise
         raise StrictJsonError(f"not JSON: {e}") from e
-    _check_tree(value, max_depth)
+    if _skip_whitespace(text, end) != len(text):
+        raise StrictJsonError(f"not JSON: extra data at {end}")
+    if _needs_tree_check(text, max_depth):
+        _check_tree(value, max_depth)
     return value
 
 
@@ -113,7 +171,11 @@ def fields(
     value: object, what: str, *, required: frozenset[str], optional: frozenset[str] = frozenset()
 ) -> JsonObject:
     """``value`` as an object holding every ``required`` key and nothing outside ``optional``."""
-    obj = as_object(value, what)
+    if not isinstance(value, dict):
+        raise StrictJsonError(f"{what}: expected an object")
+    obj: JsonObject = value
+    if len(obj) == len(required) and obj.keys() >= required:  # exactly the required keys
+        return obj
     missing = required.difference(obj)
     if missing:
         raise StrictJsonError(f"{what}: missing {sorted(missing)}")

@@ -24,7 +24,8 @@ Two sources of keys, two rules:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Final
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -40,6 +41,9 @@ MAX_RSA_BITS: Final = 4096
 _SHA256: Final = hashes.SHA256()
 _SHA384: Final = hashes.SHA384()
 _SHA512: Final = hashes.SHA512()
+# ECDSA scheme objects are immutable: build one per hash, not one per verification.
+_ECDSA: Final = {algorithm.name: ec.ECDSA(algorithm) for algorithm in (_SHA256, _SHA384, _SHA512)}
+_PKCS1V15: Final = padding.PKCS1v15()
 
 
 class UnsupportedKeyError(ValueError):
@@ -56,26 +60,50 @@ class PublicKey:
 
     key: VerifyingKey
     hashes: tuple[hashes.HashAlgorithm, ...]
+    # One bound verify call per accepted scheme, built once (the key type and the ECDSA / padding
+    # objects are fixed for the key's lifetime, so ``verify`` does no type checks per call).
+    _checks: tuple[Callable[[bytes, bytes], None], ...] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_checks", _schemes(self.key, self.hashes))
 
     def verify(self, signature: bytes, data: bytes) -> bool:
         """True when ``signature`` is a valid signature over ``data``. Never raises."""
-        key = self.key
-        try:
-            if isinstance(key, ed25519.Ed25519PublicKey):
-                key.verify(signature, data)
-                return True
-            for algorithm in self.hashes:
-                try:
-                    if isinstance(key, ec.EllipticCurvePublicKey):
-                        key.verify(signature, data, ec.ECDSA(algorithm))
-                    else:
-                        key.verify(signature, data, padding.PKCS1v15(), algorithm)
-                except InvalidSignature:
-                    continue
-                return True
-        except (InvalidSignature, ValueError, UnsupportedAlgorithm):
-            return False
+        for check in self._checks:
+            try:
+                check(signature, data)
+            except InvalidSignature:
+                continue
+            except (ValueError, UnsupportedAlgorithm):
+                return False
+            return True
         return False
+
+
+def _schemes(
+    key: VerifyingKey, algorithms: tuple[hashes.HashAlgorithm, ...]
+) -> tuple[Callable[[bytes, bytes], None], ...]:
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return tuple(_ecdsa_check(key, _ECDSA.get(a.name) or ec.ECDSA(a)) for a in algorithms)
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return (key.verify,)
+    return tuple(_pkcs1v15_check(key, algorithm) for algorithm in algorithms)
+
+
+def _ecdsa_check(key: ec.EllipticCurvePublicKey, scheme: ec.ECDSA) -> Callable[[bytes, bytes], None]:
+    def check(signature: bytes, data: bytes) -> None:
+        key.verify(signature, data, scheme)
+
+    return check
+
+
+def _pkcs1v15_check(key: rsa.RSAPublicKey, algorithm: hashes.HashAlgorithm) -> Callable[[bytes, bytes], None]:
+    def check(signature: bytes, data: bytes) -> None:
+        key.verify(signature, data, _PKCS1V15, algorithm)
+
+    return check
 
 
 def _curve_hash(curve: ec.EllipticCurve) -> hashes.HashAlgorithm | None:

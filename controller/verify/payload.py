@@ -26,6 +26,12 @@ from controller.verify import jsonstrict
 from controller.verify.jsonstrict import StrictJsonError
 
 COSIGN_SIGNATURE_TYPE: Final = "cosign container image signature"
+# The fields of each object of the format (built once, not per signature).
+_TOP_REQUIRED: Final = frozenset({"critical"})
+_TOP_OPTIONAL: Final = frozenset({"optional"})
+_CRITICAL_FIELDS: Final = frozenset({"identity", "image", "type"})
+_IDENTITY_FIELDS: Final = frozenset({"docker-reference"})
+_IMAGE_FIELDS: Final = frozenset({"docker-manifest-digest"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,19 +55,13 @@ def parse_payload(data: bytes) -> SimpleSigningPayload:
         doc = jsonstrict.fields(
             jsonstrict.loads(data),
             "payload",
-            required=frozenset({"critical"}),
-            optional=frozenset({"optional"}),
+            required=_TOP_REQUIRED,
+            optional=_TOP_OPTIONAL,
         )
-        critical = jsonstrict.fields(
-            doc["critical"], "critical", required=frozenset({"identity", "image", "type"})
-        )
+        critical = jsonstrict.fields(doc["critical"], "critical", required=_CRITICAL_FIELDS)
         kind = jsonstrict.get_str(critical, "type", "critical")
-        identity = jsonstrict.fields(
-            critical["identity"], "critical.identity", required=frozenset({"docker-reference"})
-        )
-        image = jsonstrict.fields(
-            critical["image"], "critical.image", required=frozenset({"docker-manifest-digest"})
-        )
+        identity = jsonstrict.fields(critical["identity"], "critical.identity", required=_IDENTITY_FIELDS)
+        image = jsonstrict.fields(critical["image"], "critical.image", required=_IMAGE_FIELDS)
         reference = jsonstrict.get_str(identity, "docker-reference", "critical.identity")
         manifest_digest = jsonstrict.get_str(image, "docker-manifest-digest", "critical.image")
         optional = doc.get("optional")

@@ -24,7 +24,6 @@ import struct
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.certificate_transparency import LogEntryType, SignedCertificateTimestamp, Version
 
@@ -44,29 +43,33 @@ _MAX_UINT16: Final = 0xFFFF
 
 def signed_data(sct: SignedCertificateTimestamp, tbs_precertificate: bytes, issuer_key_hash: bytes) -> bytes:
     """The RFC 6962 ``digitally-signed`` bytes of a precertificate SCT."""
-    if len(tbs_precertificate) > _MAX_UINT24 or len(sct.extension_bytes) > _MAX_UINT16:
+    return _signed_data(sct, sct.timestamp, tbs_precertificate, issuer_key_hash)
+
+
+def _signed_data(
+    sct: SignedCertificateTimestamp, timestamp: datetime, tbs_precertificate: bytes, issuer_key_hash: bytes
+) -> bytes:
+    extension_bytes = sct.extension_bytes
+    if len(tbs_precertificate) > _MAX_UINT24 or len(extension_bytes) > _MAX_UINT16:
         raise ValueError("SCT field too long")
-    milliseconds = (sct.timestamp - _EPOCH) // _ONE_MS
+    milliseconds = (timestamp - _EPOCH) // _ONE_MS
     return b"".join(
         (
             _HEADER.pack(0, _CERTIFICATE_TIMESTAMP, milliseconds, _PRECERT_ENTRY),
             issuer_key_hash,
             len(tbs_precertificate).to_bytes(3, "big"),
             tbs_precertificate,
-            len(sct.extension_bytes).to_bytes(2, "big"),
-            sct.extension_bytes,
+            len(extension_bytes).to_bytes(2, "big"),
+            extension_bytes,
         )
     )
 
 
 def verify_embedded_sct(leaf: Leaf, issuer: CaCertificate, trust_root: TrustRoot) -> None:
     """Step 7 (see the module docstring)."""
-    try:
-        scts = list(
-            leaf.cert.extensions.get_extension_for_class(x509.PrecertificateSignedCertificateTimestamps).value
-        )
-    except x509.ExtensionNotFound as e:
-        raise EvidenceError(Reason.SCT_MISSING, "certificate has no embedded SCT") from e
+    if leaf.embedded_scts is None:  # read with the profile's extensions (step 3)
+        raise EvidenceError(Reason.SCT_MISSING, "certificate has no embedded SCT")
+    scts = list(leaf.embedded_scts)
     if not scts:
         raise EvidenceError(Reason.SCT_MISSING, "certificate's SCT list is empty")
     if len(scts) > MAX_SCTS:
@@ -85,11 +88,12 @@ def verify_embedded_sct(leaf: Leaf, issuer: CaCertificate, trust_root: TrustRoot
             or not isinstance(sct.signature_hash_algorithm, hashes.SHA256)
         ):
             continue
+        timestamp = sct.timestamp  # naive UTC, built anew on each access
         try:
-            data = signed_data(sct, tbs, issuer.spki_sha256)
+            data = _signed_data(sct, timestamp, tbs, issuer.spki_sha256)
         except ValueError:
             continue
-        when = sct.timestamp.replace(tzinfo=UTC)
+        when = timestamp.replace(tzinfo=UTC)
         for log in logs:
             if log.key is not None and log.valid_for.contains(when) and log.key.verify(sct.signature, data):
                 return

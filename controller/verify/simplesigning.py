@@ -38,7 +38,6 @@ Matching the identity against a policy is the policy layer's job.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import logging
@@ -121,7 +120,7 @@ def _read_annotations(sig: Signature) -> _Evidence:
     if signature_b64 is None:
         raise EvidenceError(Reason.SIGNATURE_INVALID, f"layer has no {SIGNATURE_ANNOTATION}")
     try:
-        signature = base64.b64decode(signature_b64, validate=True)
+        signature = binascii.a2b_base64(signature_b64, strict_mode=True)  # = b64decode(validate=True)
     except binascii.Error as e:
         raise EvidenceError(Reason.SIGNATURE_INVALID, "signature annotation is not base64") from e
     if not signature:

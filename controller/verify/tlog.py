@@ -26,9 +26,9 @@ Sub-steps, in order, with their reasons:
 
 from __future__ import annotations
 
-import base64
+import binascii
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
@@ -43,6 +43,16 @@ _SHA256_HEX: Final = re.compile(r"^[0-9a-f]{64}$")
 _BODY_KINDS: Final = frozenset({"hashedrekord", "rekord"})
 _BODY_VERSION: Final = "0.0.1"
 _MAX_UNIX_SECONDS: Final = 253402300799  # 9999-12-31T23:59:59Z, the last second datetime holds
+# The fields of each JSON object read here (built once, not per signature).
+_BUNDLE_FIELDS: Final = frozenset({"SignedEntryTimestamp", "Payload"})
+_BUNDLE_PAYLOAD_FIELDS: Final = frozenset({"body", "integratedTime", "logIndex", "logID"})
+_BODY_FIELDS: Final = frozenset({"apiVersion", "kind", "spec"})
+_SPEC_FIELDS: Final = frozenset({"data", "signature"})
+_DATA_FIELDS: Final = frozenset({"hash"})
+_HASH_FIELDS: Final = frozenset({"algorithm", "value"})
+_HASHEDREKORD_SIGNATURE_FIELDS: Final = frozenset({"content", "publicKey"})
+_REKORD_SIGNATURE_FIELDS: Final = frozenset({"content", "format", "publicKey"})
+_PUBLIC_KEY_FIELDS: Final = frozenset({"content"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +65,10 @@ class RekorEntry:
     integrated_time: int
     log_index: int
     log_id_hex: str
+    integrated_at: datetime = field(init=False, repr=False, compare=False)  # as an aware UTC datetime
 
-    @property
-    def integrated_at(self) -> datetime:
-        """``integratedTime`` as an aware UTC datetime."""
-        return datetime.fromtimestamp(self.integrated_time, tz=UTC)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "integrated_at", datetime.fromtimestamp(self.integrated_time, tz=UTC))
 
     def canonical_payload(self) -> bytes:
         """The RFC 8785 bytes the SET signs (all fields validated, so no escaping is needed)."""
@@ -89,8 +98,11 @@ def _mismatch(detail: str) -> EvidenceError:
 
 
 def _b64decode(text: str) -> bytes:
-    """Strict standard base64 (alphabet and padding); raises ValueError (binascii.Error)."""
-    return base64.b64decode(text, validate=True)
+    """Strict standard base64 (alphabet and padding); raises ValueError (binascii.Error).
+
+    What ``base64.b64decode(text, validate=True)`` does, without its Python layers.
+    """
+    return binascii.a2b_base64(text, strict_mode=True)
 
 
 def parse_rekor_entry(data: bytes) -> RekorEntry:
@@ -99,12 +111,12 @@ def parse_rekor_entry(data: bytes) -> RekorEntry:
         doc = jsonstrict.fields(
             jsonstrict.loads(data),
             "bundle",
-            required=frozenset({"SignedEntryTimestamp", "Payload"}),
+            required=_BUNDLE_FIELDS,
         )
         payload = jsonstrict.fields(
             doc["Payload"],
             "bundle.Payload",
-            required=frozenset({"body", "integratedTime", "logIndex", "logID"}),
+            required=_BUNDLE_PAYLOAD_FIELDS,
         )
         set_b64 = jsonstrict.get_str(doc, "SignedEntryTimestamp", "bundle")
         body = jsonstrict.get_str(payload, "body", "bundle.Payload")
@@ -161,24 +173,22 @@ def parse_body(entry: RekorEntry) -> RekorBody:
         doc = jsonstrict.fields(
             jsonstrict.loads(entry.body_bytes),
             "body",
-            required=frozenset({"apiVersion", "kind", "spec"}),
+            required=_BODY_FIELDS,
         )
         kind = jsonstrict.get_str(doc, "kind", "body")
         if kind not in _BODY_KINDS or jsonstrict.get_str(doc, "apiVersion", "body") != _BODY_VERSION:
             raise StrictJsonError(f"unsupported entry {kind[:40]!r}, expected hashedrekord/rekord 0.0.1")
-        spec = jsonstrict.fields(doc["spec"], "spec", required=frozenset({"data", "signature"}))
-        data = jsonstrict.fields(spec["data"], "spec.data", required=frozenset({"hash"}))
-        hashed = jsonstrict.fields(data["hash"], "spec.data.hash", required=frozenset({"algorithm", "value"}))
+        spec = jsonstrict.fields(doc["spec"], "spec", required=_SPEC_FIELDS)
+        data = jsonstrict.fields(spec["data"], "spec.data", required=_DATA_FIELDS)
+        hashed = jsonstrict.fields(data["hash"], "spec.data.hash", required=_HASH_FIELDS)
         signature_fields = (
-            frozenset({"content", "publicKey"})
-            if kind == "hashedrekord"
-            else frozenset({"content", "format", "publicKey"})
+            _HASHEDREKORD_SIGNATURE_FIELDS if kind == "hashedrekord" else _REKORD_SIGNATURE_FIELDS
         )
         signature = jsonstrict.fields(spec["signature"], "spec.signature", required=signature_fields)
         if kind == "rekord" and jsonstrict.get_str(signature, "format", "spec.signature") != "x509":
             raise StrictJsonError("rekord signature format is not x509")
         public_key = jsonstrict.fields(
-            signature["publicKey"], "spec.signature.publicKey", required=frozenset({"content"})
+            signature["publicKey"], "spec.signature.publicKey", required=_PUBLIC_KEY_FIELDS
         )
         return RekorBody(
             kind=kind,
@@ -203,6 +213,8 @@ def check_body(body: RekorBody, *, payload_sha256: str, signature: bytes, leaf: 
         raise _mismatch("entry signature is not base64") from e
     if logged_signature != signature:
         raise _mismatch("entry signature is not this signature")
+    if leaf.pem is not None and body.public_key_b64 == binascii.b2a_base64(leaf.pem, newline=False).decode():
+        return  # the base64 of the very PEM the leaf was decoded from (to exactly leaf.der)
     try:
         (logged_der,) = pem_to_der(_b64decode(body.public_key_b64), max_certificates=1)
     except ValueError as e:  # PemError, binascii.Error included

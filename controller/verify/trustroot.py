@@ -31,6 +31,7 @@ from typing import Final
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from controller.errors import PolicyError, Reason
 from controller.verify import jsonstrict
@@ -99,11 +100,13 @@ class CaCertificate:
     cert: x509.Certificate
     der: bytes
     subject: x509.Name
+    subject_der: bytes  # the subject as the library encodes it (for the issuer index by DER)
     not_before: datetime
     not_after: datetime
     is_ca: bool  # basicConstraints cA=TRUE and keyUsage keyCertSign
     path_length: int | None
     spki_sha256: bytes  # RFC 6962 issuer_key_hash
+    public_key: CertificatePublicKeyTypes  # parsed once: loading a P-384 key costs as much as a verify
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +136,11 @@ class TrustRoot:
     _issuers: Mapping[x509.Name, tuple[tuple[CertificateAuthority, int], ...]] = field(
         repr=False, compare=False
     )
+    # the same lists by the DER of the subject (as the library encodes it): a leaf whose issuer is
+    # those very bytes is looked up without hashing and comparing Name objects
+    _issuers_der: Mapping[bytes, tuple[tuple[CertificateAuthority, int], ...]] = field(
+        repr=False, compare=False
+    )
     # lazily built objects for other libraries (sigstore-python's TrustedRoot); never compared
     cache: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
 
@@ -156,6 +164,19 @@ class TrustRoot:
 
     def issuers_named(self, name: x509.Name) -> tuple[tuple[CertificateAuthority, int], ...]:
         """Every CA certificate whose subject is ``name``, as (authority, index in its chain)."""
+        return self._issuers.get(name, ())
+
+    def issuers_of(
+        self, name: x509.Name, name_der: bytes | None
+    ) -> tuple[tuple[CertificateAuthority, int], ...]:
+        """:meth:`issuers_named` for ``name``, whose DER is ``name_der`` when known.
+
+        Equal bytes parse to an equal Name, so a hit in the index by DER is the same answer.
+        """
+        if name_der is not None:
+            found = self._issuers_der.get(name_der)
+            if found is not None:
+                return found
         return self._issuers.get(name, ())
 
 
@@ -252,7 +273,9 @@ def _ca_certificate(der: bytes, what: str) -> CaCertificate:
         cert = x509.load_der_x509_certificate(der)
         extensions = cert.extensions
         subject = cert.subject
-        spki = cert.public_key().public_bytes(
+        subject_der = subject.public_bytes()
+        public_key = cert.public_key()
+        spki = public_key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
@@ -273,11 +296,13 @@ def _ca_certificate(der: bytes, what: str) -> CaCertificate:
         cert=cert,
         der=der,
         subject=subject,
+        subject_der=subject_der,
         not_before=not_before,
         not_after=not_after,
         is_ca=is_ca,
         path_length=constraints.path_length if constraints is not None else None,
         spki_sha256=hashlib.sha256(spki).digest(),
+        public_key=public_key,
     )
 
 
@@ -332,6 +357,10 @@ def _by_log_id(logs: list[TransparencyLog]) -> dict[bytes, tuple[TransparencyLog
     return out
 
 
+def _all_ca(authorities: tuple[CertificateAuthority, ...]) -> list[CaCertificate]:
+    return [ca_cert for authority in authorities for ca_cert in authority.chain]
+
+
 def _parse(data: bytes, name: str) -> TrustRoot:
     doc = jsonstrict.fields(
         jsonstrict.loads(data),
@@ -359,6 +388,7 @@ def _parse(data: bytes, name: str) -> TrustRoot:
         for position, ca_cert in enumerate(authority.chain):
             subject = ca_cert.subject
             issuers[subject] = (*issuers.get(subject, ()), (authority, position))
+    issuers_der = {ca_cert.subject_der: issuers[ca_cert.subject] for ca_cert in _all_ca(authorities)}
     return TrustRoot(
         name=name,
         raw=data,
@@ -368,4 +398,5 @@ def _parse(data: bytes, name: str) -> TrustRoot:
         ctlogs=_by_log_id(ctlogs),
         timestamp_authorities=tsas,
         _issuers=issuers,
+        _issuers_der=issuers_der,
     )

@@ -13,9 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.errors import EvidenceError, Reason
-from controller.verify.certificate import PemError, check_leaf_profile, parse_leaf, pem_to_der
+from controller.verify import certificate
+from controller.verify.certificate import PemError, check_leaf_profile, parse_leaf, pem_to_der, tbs_and_issuer
+from controller.verify.limits import MAX_CACHED_ISSUER_NAMES
 from tests.verify.builders import LeafSpec, Sigstore, pem
-from tests.verify.realdata import CONNAISSEUR, SIGSTORE_RS, legacy_signature
+from tests.verify.realdata import CONNAISSEUR, RATIFY, SALRASHID, SIGSTORE_RS, legacy_signature
 
 
 def _der(cert: x509.Certificate) -> bytes:
@@ -122,6 +124,72 @@ def test_bit_flipped_real_leaf_parses_or_raises_certificate_invalid(position: in
     )
     der[position % len(der)] ^= 1 << bit
     try:
-        check_leaf_profile(bytes(der))
+        leaf = check_leaf_profile(bytes(der))
     except EvidenceError as e:
         assert e.reason is Reason.CERTIFICATE_INVALID
+    else:  # what the leaf sliced from its DER is what the library reads and re-encodes
+        assert leaf.tbs == leaf.cert.tbs_certificate_bytes
+        assert leaf.issuer == leaf.cert.issuer
+        assert leaf.issuer_der == leaf.cert.issuer.public_bytes()
+
+
+def _certificates(sigstore: Sigstore) -> list[x509.Certificate]:
+    real = [
+        x509.load_pem_x509_certificate(
+            legacy_signature(case)[0].annotations["dev.sigstore.cosign/certificate"].encode()
+        )
+        for case in (CONNAISSEUR, RATIFY, SALRASHID, SIGSTORE_RS)
+    ]
+    issued = [
+        sigstore.issue_leaf(LeafSpec(key=sigstore.leaf_key(kind)))[1]
+        for kind in ("p256", "p384", "rsa2048", "ed25519")
+    ]
+    return [*real, *issued, sigstore.intermediate, sigstore.root]
+
+
+def test_tbs_and_issuer_are_the_library_s_bytes(sigstore: Sigstore) -> None:
+    for cert in _certificates(sigstore):
+        tbs, issuer = tbs_and_issuer(_der(cert))
+        assert tbs == cert.tbs_certificate_bytes
+        assert issuer == cert.issuer.public_bytes()
+
+
+def test_a_leaf_carries_its_tbs_issuer_and_pem(sigstore: Sigstore) -> None:
+    for cert in _certificates(sigstore)[:-2]:
+        text = pem(cert).encode()
+        leaf = parse_leaf(text)
+        assert (leaf.tbs, leaf.issuer, leaf.issuer_der) == (
+            cert.tbs_certificate_bytes,
+            cert.issuer,
+            cert.issuer.public_bytes(),
+        )
+        assert leaf.pem == text
+        assert check_leaf_profile(_der(cert)).pem is None
+
+
+@pytest.mark.parametrize(
+    "der",
+    [b"", b"\x30", b"\x30\x03\x30\x01", b"\x31\x00", b"\x30\x85\x00\x00\x00\x00\x01", b"\x30\x80"],
+)
+def test_tbs_and_issuer_reject_other_shapes(der: bytes) -> None:
+    with pytest.raises((ValueError, IndexError)):
+        tbs_and_issuer(der)
+
+
+def test_leaves_of_one_ca_share_one_issuer_name(sigstore: Sigstore) -> None:
+    first, second = (check_leaf_profile(_der(sigstore.issue_leaf()[1])) for _ in range(2))
+    assert first.issuer is second.issuer
+    assert first.issuer == sigstore.intermediate.subject
+
+
+def test_the_issuer_name_memo_is_bounded(sigstore: Sigstore) -> None:
+    names = certificate._ISSUER_NAMES
+    try:
+        names.clear()
+        for serial in range(MAX_CACHED_ISSUER_NAMES):  # full, with keys no certificate's issuer has
+            names[serial.to_bytes(4, "big")] = sigstore.root.subject
+        leaf = check_leaf_profile(_der(sigstore.issue_leaf()[1]))
+        assert leaf.issuer == sigstore.intermediate.subject
+        assert list(names.values()) == [leaf.issuer]  # emptied, then this issuer
+    finally:
+        names.clear()

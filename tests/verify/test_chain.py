@@ -8,12 +8,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.name import _ASN1Type
 
 from controller.errors import EvidenceError, Reason
 from controller.verify import TrustRoot
 from controller.verify.certificate import Leaf, check_leaf_profile, parse_leaf
-from controller.verify.chain import verify_chain
+from controller.verify.chain import parse_chain_annotation, verify_chain
 from tests.verify.builders import LeafSpec, Sigstore, ca_certificate, pem
 from tests.verify.realdata import CONNAISSEUR, SIGSTORE_RS, legacy_signature
 
@@ -188,3 +190,49 @@ def test_later_candidate_is_tried_when_the_first_has_expired() -> None:
     root = sigstore.trust_root(two_cas)
     path = verify_chain(_leaf(sigstore), at=sigstore.now, trust_root=root, chain_pem=None)
     assert path[0].cert == current
+
+
+def test_chain_annotation_is_decoded_once_per_text(sigstore: Sigstore) -> None:
+    text = (pem(sigstore.intermediate) + pem(sigstore.root)).encode()
+    first = parse_chain_annotation(text)
+    assert first == (
+        sigstore.intermediate.public_bytes(serialization.Encoding.DER),
+        sigstore.root.public_bytes(serialization.Encoding.DER),
+    )
+    assert parse_chain_annotation(bytes(text)) is first  # memoized by value
+    bad = b"-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n"
+    for _ in range(2):  # a failure is raised every time, never remembered as a result
+        with pytest.raises(EvidenceError) as info:
+            parse_chain_annotation(bad)
+        assert info.value.reason is Reason.CERTIFICATE_CHAIN_INVALID
+
+
+def test_issuer_name_equal_but_encoded_differently_still_finds_its_ca(
+    sigstore: Sigstore, trust_root: TrustRoot
+) -> None:
+    # The leaf names its issuer with PrintableStrings where the CA's subject has UTF8Strings: the
+    # names are equal (as X.509 compares them), their DER is not, so the lookup by DER misses.
+    issuer = x509.Name(
+        [
+            x509.NameAttribute(attribute.oid, str(attribute.value), _type=_ASN1Type.PrintableString)
+            for attribute in sigstore.intermediate.subject
+        ]
+    )
+    _, template = sigstore.issue_leaf(LeafSpec(sct=False))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(template.subject)
+        .issuer_name(issuer)
+        .public_key(template.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(template.not_valid_before_utc)
+        .not_valid_after(template.not_valid_after_utc)
+    )
+    for extension in template.extensions:
+        builder = builder.add_extension(extension.value, critical=extension.critical)
+    cert = builder.sign(sigstore.intermediate_key, hashes.SHA384())
+    leaf = check_leaf_profile(cert.public_bytes(serialization.Encoding.DER))
+    assert leaf.issuer == sigstore.intermediate.subject
+    assert leaf.issuer_der != sigstore.intermediate.subject.public_bytes()
+    path = verify_chain(leaf, at=sigstore.now, trust_root=trust_root, chain_pem=None)
+    assert [c.subject for c in path] == [sigstore.intermediate.subject, sigstore.root.subject]

@@ -109,3 +109,140 @@ def test_valid_json_round_trips(value: object) -> None:
     except UnicodeEncodeError:  # hypothesis text may hold lone surrogates: not JSON we accept
         return
     assert jsonstrict.loads(text) == value
+
+
+def _reference_accepts(data: bytes, max_depth: int) -> bool:
+    """The strict rules spelled out plainly (full walk of every document), to check the fast paths."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    if text.startswith("\ufeff"):
+        return False
+
+    def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
+        if len({key for key, _ in items}) != len(items):
+            raise ValueError("duplicate")
+        return dict(items)
+
+    def constant(name: str) -> object:
+        raise ValueError(name)
+
+    def finite(number: str) -> float:
+        value = float(number)
+        if value in (float("inf"), float("-inf")):
+            raise ValueError(number)
+        return value
+
+    try:
+        root = json.loads(text, object_pairs_hook=pairs, parse_constant=constant, parse_float=finite)
+    except (ValueError, RecursionError):
+        return False
+    stack: list[tuple[object, int]] = [(root, 1)]
+    while stack:
+        value, depth = stack.pop()
+        strings = [value] if isinstance(value, str) else list(value) if isinstance(value, dict) else []
+        for string in strings:
+            try:
+                string.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        if isinstance(value, dict | list):
+            if depth > max_depth:
+                return False
+            stack.extend(
+                (child, depth + 1) for child in (value.values() if isinstance(value, dict) else value)
+            )
+    return True
+
+
+def _accepts(data: bytes, max_depth: int) -> bool:
+    try:
+        jsonstrict.loads(data, max_depth=max_depth)
+    except StrictJsonError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a": "' + b"[" * 100 + b"{" * 100 + b'"}',  # brackets in strings do not nest
+        b'["\\\\ud800"]',  # an escaped backslash, then the letters "ud800": no surrogate
+        b'{"\\u00e9\\ud83d\\ude00": "\\\\"}',  # escapes, a valid pair
+        b" \t\r\n{} \n",  # JSON whitespace around the value
+        b"[" * 32 + b'"' + b"[" * 10 + b'"' + b"]" * 32,  # exactly the bound, more brackets in a string
+        b"0",
+    ],
+)
+def test_fast_paths_accept(data: bytes) -> None:
+    assert _reference_accepts(data, 32)
+    assert jsonstrict.loads(data) == json.loads(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'["a", "\\ud800"]',  # a lone surrogate in a list, not only in objects
+        b'{"k": ["\\uDC00"]}',  # upper-case escape
+        b"[" * 33 + b"]" * 33,
+        b'{"a": ' * 33 + b"1" + b"}" * 33,
+        b" ",
+        b"{}x",
+        b"{} {}",
+    ],
+)
+def test_fast_paths_reject(data: bytes) -> None:
+    assert not _reference_accepts(data, 32)
+    with pytest.raises(StrictJsonError):
+        jsonstrict.loads(data)
+
+
+_JSONISH = st.lists(
+    st.sampled_from(
+        [
+            "[",
+            "]",
+            "{",
+            "}",
+            ",",
+            ":",
+            '"',
+            "a",
+            "1",
+            "1.5",
+            "1e999",
+            " ",
+            "\\",
+            "\\\\",
+            "\\u",
+            "d800",
+            "dc00",
+            "00e9",
+            "\\ud83d\\ude00",
+            '"k":',
+            "null",
+            "NaN",
+            "\n",
+            "\ufeff",
+            "é",
+        ]
+    ),
+    max_size=60,
+).map(lambda parts: "".join(parts).encode("utf-8"))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_JSONISH, st.integers(min_value=1, max_value=6))
+def test_loads_agrees_with_the_plain_rules(data: bytes, max_depth: int) -> None:
+    assert _accepts(data, max_depth) == _reference_accepts(data, max_depth)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_VALUES, st.booleans(), st.integers(min_value=1, max_value=8))
+def test_valid_documents_agree_with_the_plain_rules(value: object, ascii_only: bool, max_depth: int) -> None:
+    try:
+        data = json.dumps(value, ensure_ascii=ascii_only).encode("utf-8")
+    except UnicodeEncodeError:
+        return
+    assert _accepts(data, max_depth) == _reference_accepts(data, max_depth)

@@ -271,3 +271,42 @@ def test_arbitrary_body_raises_only_tlog_entry_invalid(body: bytes) -> None:
         parse_body(RekorEntry(b"s", base64.b64encode(body).decode(), body, 0, 0, "00" * 32))
     except EvidenceError as e:
         assert e.reason is Reason.TLOG_ENTRY_INVALID
+
+
+@pytest.mark.parametrize("from_pem", [True, False])
+def test_body_certificate_is_compared_as_der_whatever_its_pem_text(
+    sigstore: Sigstore, from_pem: bool
+) -> None:
+    key, cert = sigstore.issue_leaf()
+    text = pem(cert)
+    leaf = (
+        parse_leaf(text.encode())
+        if from_pem
+        else check_leaf_profile(cert.public_bytes(serialization.Encoding.DER))
+    )
+    payload = b'{"x": 1}'
+    signature = sign(key, payload)
+    digest = hashlib.sha256(payload).hexdigest()
+
+    def check(logged_pem: str) -> Reason | None:
+        spec_signature = {
+            "content": base64.b64encode(signature).decode(),
+            "publicKey": {"content": base64.b64encode(logged_pem.encode()).decode()},
+        }
+        body = parse_body(
+            _entry_with_body(
+                _body(data={"hash": {"algorithm": "sha256", "value": digest}}, signature=spec_signature)
+            )
+        )
+        try:
+            check_body(body, payload_sha256=digest, signature=signature, leaf=leaf)
+        except EvidenceError as e:
+            return e.reason
+        return None
+
+    # the same certificate, whether or not its PEM text is the annotation's
+    for same in (text, text.replace("\n", "\r\n"), "\n " + text + "\n\n"):
+        assert check(same) is None
+    _, other = sigstore.issue_leaf()
+    for different in (pem(other), text + text, text.replace("-----END", "x-----END")):
+        assert check(different) is Reason.TLOG_BODY_MISMATCH

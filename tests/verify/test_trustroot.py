@@ -263,3 +263,14 @@ def test_any_single_replacement_parses_or_raises_trust_root_invalid(
         TrustRoot.from_json(json.dumps(doc).encode(), "fuzz")
     except PolicyError as e:
         assert e.reason is Reason.TRUST_ROOT_INVALID
+
+
+def test_issuer_lookup_by_der_is_the_lookup_by_name(public_good: TrustRoot, staging: TrustRoot) -> None:
+    for root in (public_good, staging):
+        for authority in root.certificate_authorities:
+            for ca_cert in authority.chain:
+                subject = ca_cert.subject
+                expected = root.issuers_named(subject)
+                assert expected
+                for name_der in (subject.public_bytes(), None, b"not the DER of any CA subject"):
+                    assert root.issuers_of(subject, name_der) == expected
