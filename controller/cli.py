@@ -16,7 +16,7 @@ from typing import TextIO
 
 import yaml
 
-from controller.config import Settings
+from controller.config import Settings, read_bounded_file
 from controller.engine import Engine, builtin_trust_roots
 from controller.errors import ImprimaturError, InputError, PolicyError, Reason
 from controller.model import Decision, ImageVerdict
@@ -45,11 +45,7 @@ def _read_file(path: str) -> bytes:
 
 
 def _read_bounded(path: Path) -> bytes:
-    try:
-        with path.open("rb") as f:
-            return f.read(MAX_INPUT_FILE_BYTES + 1)
-    except OSError as e:
-        raise _UsageError(f"{path}: {e.strerror}") from e
+    return read_bounded_file(path, MAX_INPUT_FILE_BYTES, "file")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from controller.errors import PolicyError, Reason
@@ -78,3 +79,16 @@ class Settings:
             cache_ttl_seconds=number("IMPRIMATUR_CACHE_TTL_SECONDS", DEFAULT_CACHE_TTL_SECONDS, 0, 86400),
             cache_entries=int(number("IMPRIMATUR_CACHE_ENTRIES", DEFAULT_CACHE_ENTRIES, 0, 1_000_000)),
         )
+
+
+def read_bounded_file(path: Path, max_bytes: int, what: str) -> bytes:
+    """Read a configuration file (policy, trust root, registries.yaml, TLS material) of at most
+    ``max_bytes``; a missing, unreadable or oversized file is a ``ConfigInvalid`` error."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as e:
+        raise PolicyError(Reason.CONFIG_INVALID, f"{what} {path}: {e.strerror}") from e
+    if len(data) > max_bytes:
+        raise PolicyError(Reason.CONFIG_INVALID, f"{what} {path}: larger than {max_bytes} bytes")
+    return data

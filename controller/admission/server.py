@@ -41,7 +41,7 @@ from controller.admission.options import ServerOptions
 from controller.admission.state import PolicyState
 from controller.admission.tls import ReloadingTLS, SelfSignedTLS
 from controller.admission.webhook import LocalWebhookFn, ReviewObserver, ServingTLS, WebhookServer
-from controller.config import Settings
+from controller.config import Settings, read_bounded_file
 from controller.engine import Engine, builtin_trust_roots
 from controller.errors import ImprimaturError, PolicyError, Reason
 from controller.policy import PolicySet
@@ -56,14 +56,7 @@ MAX_DOCUMENTS: Final = 1024
 
 
 def _read(path: Path, what: str) -> bytes:
-    try:
-        with path.open("rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-    except OSError as e:
-        raise PolicyError(Reason.CONFIG_INVALID, f"{what} {path}: {e.strerror}") from e
-    if len(data) > MAX_FILE_BYTES:
-        raise PolicyError(Reason.CONFIG_INVALID, f"{what} {path}: larger than {MAX_FILE_BYTES} bytes")
-    return data
+    return read_bounded_file(path, MAX_FILE_BYTES, what)
 
 
 @dataclass(slots=True)

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from controller.config import read_bounded_file
 from controller.errors import PolicyError, Reason
 
 log = logging.getLogger(__name__)
@@ -37,14 +38,7 @@ SELF_SIGNED_DAYS: Final = 365
 
 
 def _read(path: Path) -> bytes:
-    try:
-        with path.open("rb") as f:
-            data = f.read(MAX_TLS_FILE_BYTES + 1)
-    except OSError as e:
-        raise PolicyError(Reason.CONFIG_INVALID, f"cannot read {path}: {e.strerror}") from e
-    if len(data) > MAX_TLS_FILE_BYTES:
-        raise PolicyError(Reason.CONFIG_INVALID, f"{path} is larger than {MAX_TLS_FILE_BYTES} bytes")
-    return data
+    return read_bounded_file(path, MAX_TLS_FILE_BYTES, "TLS file")
 
 
 def server_context() -> ssl.SSLContext:

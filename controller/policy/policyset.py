@@ -8,13 +8,12 @@ ever *adds* requirements, it cannot relax a cluster one.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterator, Mapping, Sequence
-from typing import Final, Literal
+from typing import Final
 
 import yaml
 
 from controller.errors import ImprimaturError, PolicyError, Reason
-from controller.policy.compiled import CompiledPolicy, compile_policy, policy_from_flags
-from controller.policy.crd import DEFAULT_TRUST_ROOT
+from controller.policy.compiled import CompiledPolicy, compile_policy
 
 MAX_POLICY_YAML_BYTES: Final = 1024 * 1024
 MAX_POLICY_DOCUMENTS: Final = 512
@@ -39,39 +38,6 @@ class PolicySet:
             if policy.namespace is None:
                 raise PolicyError(Reason.POLICY_INVALID, f"{policy.label}: an ImagePolicy needs a namespace")
             self._namespaced[policy.namespace] = (*self._namespaced.get(policy.namespace, ()), policy)
-
-    @classmethod
-    def from_identity(
-        cls,
-        *,
-        certificate_identity: str | None = None,
-        certificate_identity_regexp: str | None = None,
-        certificate_oidc_issuer: str | None = None,
-        certificate_oidc_issuer_regexp: str | None = None,
-        claims: Mapping[str, str] | None = None,
-        annotations: Mapping[str, str] | None = None,
-        tlog_required: bool = True,
-        trust_root: str = DEFAULT_TRUST_ROOT,
-        signature_repository: str | None = None,
-        mode: Literal["enforce", "warn"] = "enforce",
-    ) -> PolicySet:
-        """A set holding just :func:`policy_from_flags` of these cosign-style flags."""
-        return cls(
-            [
-                policy_from_flags(
-                    certificate_identity=certificate_identity,
-                    certificate_identity_regexp=certificate_identity_regexp,
-                    certificate_oidc_issuer=certificate_oidc_issuer,
-                    certificate_oidc_issuer_regexp=certificate_oidc_issuer_regexp,
-                    claims=claims,
-                    annotations=annotations,
-                    tlog_required=tlog_required,
-                    trust_root=trust_root,
-                    signature_repository=signature_repository,
-                    mode=mode,
-                )
-            ]
-        )
 
     @property
     def policies(self) -> tuple[CompiledPolicy, ...]:

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from controller.errors import FetchError, LimitError, PolicyError, Reason
+from controller.registry.manifest import reject_duplicate_keys
 from controller.registry.reference import canonical_registry
 
 MAX_DOCKER_CONFIG_BYTES = 1024 * 1024
@@ -145,15 +146,6 @@ def _host_matches(pattern: str, host: str) -> bool:
     return all(fnmatch.fnmatchcase(h, p) for p, h in zip(pattern_parts, host_parts, strict=True))
 
 
-def _reject_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
 def _optional_str(entry: Mapping[str, object], name: str, where: str) -> str:
     value = entry.get(name, "")
     if value is None:
@@ -181,7 +173,7 @@ class Keychain:
         if len(raw) > MAX_DOCKER_CONFIG_BYTES:
             raise LimitError(f"docker config is larger than {MAX_DOCKER_CONFIG_BYTES} bytes")
         try:
-            document = json.loads(raw, object_pairs_hook=_reject_duplicates)
+            document = json.loads(raw, object_pairs_hook=reject_duplicate_keys)
         except (ValueError, UnicodeDecodeError) as e:
             raise _config_error(f"docker config is not JSON: {e}") from e
         if not isinstance(document, dict):
@@ -288,7 +280,7 @@ def parse_token_response(body: bytes) -> Token:
     A malformed answer is a :class:`FetchError` (RegistryAuthFailed): without a token we cannot pull.
     """
     try:
-        document = json.loads(body, object_pairs_hook=_reject_duplicates)
+        document = json.loads(body, object_pairs_hook=reject_duplicate_keys)
     except (ValueError, UnicodeDecodeError) as e:
         raise FetchError(Reason.REGISTRY_AUTH_FAILED, "token endpoint answered with invalid JSON") from e
     if not isinstance(document, dict):

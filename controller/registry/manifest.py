@@ -86,7 +86,8 @@ class ImageIndex:
     annotations: Mapping[str, str] = field(default_factory=dict)
 
 
-def _reject_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+def reject_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A ``json.loads`` object hook: a repeated key is an error, never a silent last-one-wins."""
     out: dict[str, object] = {}
     for key, value in pairs:
         if key in out:
@@ -103,7 +104,7 @@ def load_json_object(body: bytes, what: str) -> dict[str, object]:
     """Strict JSON: UTF-8, an object at the top, no duplicate keys, no NaN/Infinity."""
     try:
         document = json.loads(
-            body.decode("utf-8"), object_pairs_hook=_reject_duplicates, parse_constant=_no_constants
+            body.decode("utf-8"), object_pairs_hook=reject_duplicate_keys, parse_constant=_no_constants
         )
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise _invalid(f"{what} is not valid JSON: {e}") from e

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controller.errors import PolicyError, Reason
-from controller.policy.compiled import CompiledPolicy, compile_policy
+from controller.policy.compiled import compile_policy
 from controller.policy.policyset import (
     MAX_POLICY_DOCUMENTS,
     MAX_POLICY_YAML_BYTES,
@@ -180,19 +180,6 @@ def test_same_name_in_different_scopes_is_fine() -> None:
         "ImagePolicy team-a/acme",
         "ImagePolicy team-b/acme",
     ]
-
-
-def test_from_identity_is_the_flags_policy() -> None:
-    policies = PolicySet.from_identity(certificate_identity=PHBELITZ, certificate_oidc_issuer=GITHUB_OAUTH)
-    (policy,) = policies.matching("quay.io/anything/at/all", None)
-    assert isinstance(policy, CompiledPolicy)
-    assert policy.identities[0].matches(signature(PHBELITZ, GITHUB_OAUTH))
-
-
-def test_from_identity_rejects_missing_flags() -> None:
-    with pytest.raises(PolicyError) as info:
-        PolicySet.from_identity(certificate_identity=PHBELITZ)
-    assert info.value.reason == Reason.POLICY_INVALID
 
 
 def test_yaml_and_kubernetes_object_compile_alike() -> None:
