@@ -16,7 +16,7 @@ from controller.errors import EvidenceError, FetchError, InputError, LimitError,
 from controller.model import Digest
 from controller.registry import Limits, RegistryClient, RegistryConfig, parse_reference
 from controller.registry.manifest import OCI_INDEX, OCI_MANIFEST, SIMPLESIGNING
-from tests.fixtures.registry import RegistryServer, TestPKI
+from tests.fixtures.registry import RegistryServer, TestPKI, referrers_index
 from tests.registry.fakes import Route, closed_port, scripted, silent
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -504,36 +504,6 @@ def test_body_caps_do_not_trust_content_length(registry: RegistryServer, image: 
 # --- OCI 1.1 referrers (Sigstore bundles)
 
 
-def _push_bundle(registry: RegistryServer, repo: str, subject: Digest, bundle: bytes) -> tuple[Digest, int]:
-    empty = registry.push_blob(repo, b"{}")
-    layer = registry.push_blob(repo, bundle)
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "artifactType": BUNDLE_V03,
-            "config": {"mediaType": EMPTY_CONFIG, "digest": str(empty), "size": 2},
-            "layers": [{"mediaType": BUNDLE_V03, "digest": str(layer), "size": len(bundle)}],
-            "subject": {"mediaType": OCI_MANIFEST, "digest": str(subject), "size": 1},
-            "annotations": {"dev.sigstore.bundle.content": "message-signature"},
-        }
-    ).encode()
-    return registry.push_manifest(repo, str(Digest.of(manifest)), manifest, OCI_MANIFEST), len(manifest)
-
-
-def _index(*entries: tuple[Digest, int, str]) -> bytes:
-    return json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_INDEX,
-            "manifests": [
-                {"mediaType": OCI_MANIFEST, "digest": str(d), "size": s, "artifactType": t}
-                for d, s, t in entries
-            ],
-        }
-    ).encode()
-
-
 def test_referrers_tag_schema_fallback(registry: RegistryServer) -> None:
     subject = registry.push_random_image("client/referred", "v1")
     ref = parse_reference(registry.ref("client/referred", "v1"))
@@ -541,14 +511,19 @@ def test_referrers_tag_schema_fallback(registry: RegistryServer) -> None:
     assert client.fetch_referrer_bundles(ref, subject) == []
 
     bundle = b'{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}'
-    good, good_size = _push_bundle(registry, "client/referred", subject, bundle)
-    stray, stray_size = _push_bundle(registry, "client/referred", Digest.of(b"another image"), b'{"stray":1}')
-    index = _index(
-        (good, good_size, BUNDLE_V03),
-        (stray, stray_size, BUNDLE_V03),  # its subject is another image: skipped
-        (subject, 1, "application/spdx+json"),  # not a bundle: skipped
+    good, good_size = registry.push_referrer_bundle("client/referred", subject, bundle)
+    stray, stray_size = registry.push_referrer_bundle(
+        "client/referred", Digest.of(b"another image"), b'{"stray":1}'
     )
-    registry.push_manifest("client/referred", f"sha256-{subject.hex}", index, OCI_INDEX)
+    registry.push_referrers_index(
+        "client/referred",
+        subject,
+        [
+            (good, good_size, BUNDLE_V03),
+            (stray, stray_size, BUNDLE_V03),  # its subject is another image: skipped
+            (subject, 1, "application/spdx+json"),  # not a bundle: skipped
+        ],
+    )
 
     (found,) = client.fetch_referrer_bundles(ref, subject)
     assert found.kind == "bundle"
@@ -562,17 +537,17 @@ def test_referrers_api(registry: RegistryServer) -> None:
     subject = registry.push_random_image("client/api", "v1")
     ref = parse_reference(registry.ref("client/api", "v1"))
     bundle = b'{"bundle":"via the API"}'
-    good, size = _push_bundle(registry, "client/api", subject, bundle)
+    good, size = registry.push_referrer_bundle("client/api", subject, bundle)
     with scripted() as api:
         # the mirror serves the referrers API; manifests and blobs 404 there and come from the upstream
         api.routes[f"/v2/client/api/referrers/{subject}"] = Route(
-            body=_index((good, size, BUNDLE_V03)), headers={"Content-Type": OCI_INDEX}
+            body=referrers_index([(good, size, BUNDLE_V03)]), headers={"Content-Type": OCI_INDEX}
         )
         client = _client(registry, registry.registries_yaml({registry.host: [api.url]}))
         (found,) = client.fetch_referrer_bundles(ref, subject)
         assert found.payload == bundle
         assert f"/v2/client/api/manifests/sha256-{subject.hex}" not in api.paths()
-        many = _index(*[(good, size, BUNDLE_V03)] * 3)
+        many = referrers_index([(good, size, BUNDLE_V03)] * 3)
         api.routes[f"/v2/client/api/referrers/{subject}"] = Route(
             body=many, headers={"Content-Type": OCI_INDEX}
         )
