@@ -14,8 +14,9 @@ from pathlib import Path
 from controller.model import Digest
 from tests.fixtures.registry import RegistryServer
 from tests.kit.oci import OCI_MANIFEST_MEDIA_TYPE, RawLayer, build_sig_image, push_sig_image
+from tests.sigstore_real import DEFAULT
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "sigstore-real"
+SHARED = DEFAULT
 LEGACY = SHARED / "legacy"
 NEGATIVE = SHARED / "negative" / "connaisseur_keybased_testimage"
 GITHUB_OAUTH = "https://github.com/login/oauth"

@@ -2,5 +2,5 @@
 
 Everything is generated in memory at test time, relative to an injected "now"; nothing is written to the
 repository. The output is byte- and shape-compatible with real production cosign (see
-``tests/kit_tests``, which checks it against the real signatures in ``/work/shared/testdata``).
+``tests/kit_tests``, which checks it against the real signatures in ``../shared/testdata``).
 """

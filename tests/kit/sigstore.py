@@ -11,7 +11,7 @@ field and re-sign only what is downstream of it (:meth:`SigstoreKit.resign_paylo
 :meth:`SigstoreKit.rebundle`, :meth:`SigstoreKit.make_set`, :func:`hashedrekord_body`), and so hit
 exactly one verification check.
 
-Shapes copied from the real data in ``/work/shared/testdata/sigstore-real`` and from the sources of
+Shapes copied from the real data in ``../shared/testdata/sigstore-real`` and from the sources of
 Fulcio (``pkg/certificate/extensions.go``), cosign and Rekor.
 """
 

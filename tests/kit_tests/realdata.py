@@ -1,39 +1,24 @@
 """Access to the real production cosign signatures the kit must match (ground truth, read-only).
 
-Looked up in the repository first (``tests/testdata/sigstore-real``), then in the shared workspace
-(``/work/shared/testdata/sigstore-real``), or wherever ``IMPRIMATUR_SIGSTORE_REAL`` points.
+Found by :func:`tests.sigstore_real.real_data_dir` (``../shared`` beside the repository).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.sigstore_real import real_data_dir
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
-_CANDIDATES = (
-    os.environ.get("IMPRIMATUR_SIGSTORE_REAL", ""),
-    str(_REPO_ROOT / "tests" / "testdata" / "sigstore-real"),
-    "/work/shared/testdata/sigstore-real",
-)
 
 CONNAISSEUR = "connaisseur_phbelitz_email_github_2024"
 RATIFY = "ratify_wabbitnetworks_email_github_2023"
 SALRASHID = "salrashid123_cosign_bazel_cloud_build_google_sa_2023-05"
 SIGSTORE_RS = "sigstore-rs_flavio_email_2021-10_rekord"
 LEGACY_CASES = (CONNAISSEUR, RATIFY, SALRASHID, SIGSTORE_RS)
-
-
-def real_data_dir() -> Path:
-    """The directory of real data; skips the calling test when it is nowhere to be found."""
-    for candidate in _CANDIDATES:
-        if candidate and (Path(candidate) / "trusted_root.production.json").is_file():
-            return Path(candidate)
-    pytest.skip("real Sigstore test data not found (set IMPRIMATUR_SIGSTORE_REAL)")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Builders for policy documents and verified signatures, shared by the policy tests.
 
-The identities are those of real production signatures in /work/shared/testdata/sigstore-real
+The identities are those of real production signatures in ../shared/testdata/sigstore-real
 (connaisseur, salrashid123) plus a GitHub Actions signer shaped like Fulcio's real extensions.
 """
 

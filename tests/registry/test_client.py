@@ -18,22 +18,11 @@ from controller.registry import Limits, RegistryClient, RegistryConfig, parse_re
 from controller.registry.manifest import OCI_INDEX, OCI_MANIFEST, SIMPLESIGNING
 from tests.fixtures.registry import RegistryServer, TestPKI, referrers_index
 from tests.registry.fakes import Route, closed_port, scripted, silent
+from tests.sigstore_real import real_data_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLE_V03 = "application/vnd.dev.sigstore.bundle.v0.3+json"
 EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
-
-
-def _real_data() -> Path | None:
-    for candidate in (
-        os.environ.get("IMPRIMATUR_SIGSTORE_REAL", ""),
-        str(REPO_ROOT / "tests" / "testdata" / "sigstore-real"),
-        str(REPO_ROOT.parent / "shared" / "testdata" / "sigstore-real"),
-        "/work/shared/testdata/sigstore-real",
-    ):
-        if candidate and Path(candidate, "legacy").is_dir():
-            return Path(candidate)
-    return None
 
 
 class Counter:
@@ -181,9 +170,7 @@ def test_concurrent_use(registry: RegistryServer, image: tuple[str, Digest]) -> 
 
 
 def test_fetch_real_cosign_signature(registry: RegistryServer) -> None:
-    data = _real_data()
-    if data is None:
-        pytest.skip("shared real Sigstore data not present")
+    data = real_data_dir()
     case = data / "legacy" / "connaisseur_phbelitz_email_github_2024"
     payload = (case / "payload.json").read_bytes()
     manifest = (case / "sig_manifest.json").read_bytes()

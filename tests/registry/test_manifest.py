@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -18,8 +17,9 @@ from controller.registry.manifest import (
     parse_image_manifest,
     parse_index,
 )
+from tests.sigstore_real import DEFAULT
 
-LEGACY = Path("/work/shared/testdata/sigstore-real/legacy")
+LEGACY = DEFAULT / "legacy"
 CONNAISSEUR = LEGACY / "connaisseur_phbelitz_email_github_2024"
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64

@@ -1,29 +1,21 @@
 """The real production cosign signatures (ground truth, read-only) and the embedded trust roots.
 
-Looked up in the repository first (``tests/testdata/sigstore-real``), then in the shared workspace
-(``/work/shared/testdata/sigstore-real``), or wherever ``IMPRIMATUR_SIGSTORE_REAL`` points.
+Found by :func:`tests.sigstore_real.real_data_dir` (``../shared`` beside the repository).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
-
 from controller.model import Digest, Signature
+from tests.sigstore_real import real_data_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EMBEDDED_PUBLIC_GOOD = REPO_ROOT / "controller" / "data" / "trusted_root.public-good.json"
 EMBEDDED_STAGING = REPO_ROOT / "controller" / "data" / "trusted_root.staging.json"
-_CANDIDATES = (
-    os.environ.get("IMPRIMATUR_SIGSTORE_REAL", ""),
-    str(REPO_ROOT / "tests" / "testdata" / "sigstore-real"),
-    "/work/shared/testdata/sigstore-real",
-)
 
 CONNAISSEUR = "connaisseur_phbelitz_email_github_2024"
 RATIFY = "ratify_wabbitnetworks_email_github_2023"
@@ -67,14 +59,6 @@ EXPECTED = {
 }
 # The 2021 case has no issuer extension: its issuer is "" when that is waived.
 EXPECTED_2021 = Expected("flavio@castelli.me", "", 783607, datetime(2021, 10, 20, 7, 25, 17, tzinfo=UTC), {})
-
-
-def real_data_dir() -> Path:
-    """The directory of real data; skips the calling test when it is nowhere to be found."""
-    for candidate in _CANDIDATES:
-        if candidate and (Path(candidate) / "trusted_root.production.json").is_file():
-            return Path(candidate)
-    pytest.skip("real Sigstore test data not found (set IMPRIMATUR_SIGSTORE_REAL)")
 
 
 def legacy_signature(case: str, annotations_file: str = "annotations.json") -> tuple[Signature, Digest]:
