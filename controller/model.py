@@ -81,6 +81,33 @@ class ImageRef:
         return out
 
 
+# The Fulcio certificate extensions a VerifiedSignature exposes in ``claims``, by camelCase name: the
+# contract between verify/ (which extracts them) and policy/ (which matches them). The deprecated
+# GitHub-only .1.2-.1.6 first, then .1.9 onward.
+# https://github.com/sigstore/fulcio/blob/main/docs/oid-info.md
+FULCIO_CLAIM_NAMES: tuple[str, ...] = (
+    "githubWorkflowTrigger",
+    "githubWorkflowSHA",
+    "githubWorkflowName",
+    "githubWorkflowRepository",
+    "githubWorkflowRef",
+    "buildSignerURI",
+    "buildSignerDigest",
+    "runnerEnvironment",
+    "sourceRepositoryURI",
+    "sourceRepositoryDigest",
+    "sourceRepositoryRef",
+    "sourceRepositoryIdentifier",
+    "sourceRepositoryOwnerURI",
+    "sourceRepositoryOwnerIdentifier",
+    "buildConfigURI",
+    "buildConfigDigest",
+    "buildTrigger",
+    "runInvocationURI",
+    "sourceRepositoryVisibilityAtSigning",
+    "deploymentEnvironment",
+)
+
 SignatureKind = Literal["simplesigning", "bundle"]
 
 

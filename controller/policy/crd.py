@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Final, Literal
 
 from controller.errors import PolicyError, Reason
+from controller.model import FULCIO_CLAIM_NAMES
 
 API_VERSION: Final = "imprimatur.dev/v1alpha1"
 
@@ -30,30 +31,8 @@ POLICY_KINDS: Final[tuple[PolicyKind, ...]] = ("ClusterImagePolicy", "ImagePolic
 DEFAULT_TRUST_ROOT: Final = "public-good"
 
 # Fulcio certificate extensions, by the camelCase name the verifier gives them in
-# VerifiedSignature.claims. https://github.com/sigstore/fulcio/blob/main/docs/oid-info.md
-KNOWN_CLAIMS: Final = frozenset(
-    {
-        "githubWorkflowTrigger",
-        "githubWorkflowSHA",
-        "githubWorkflowName",
-        "githubWorkflowRepository",
-        "githubWorkflowRef",
-        "buildSignerURI",
-        "buildSignerDigest",
-        "runnerEnvironment",
-        "sourceRepositoryURI",
-        "sourceRepositoryDigest",
-        "sourceRepositoryRef",
-        "sourceRepositoryIdentifier",
-        "sourceRepositoryOwnerURI",
-        "sourceRepositoryOwnerIdentifier",
-        "buildConfigURI",
-        "buildConfigDigest",
-        "buildTrigger",
-        "runInvocationURI",
-        "sourceRepositoryVisibilityAtSigning",
-    }
-)
+# VerifiedSignature.claims (one list, in controller.model, shared with verify/).
+KNOWN_CLAIMS: Final = frozenset(FULCIO_CLAIM_NAMES)
 
 # --- bounds on what one policy may hold
 MAX_IMAGES: Final = 256
