@@ -227,19 +227,11 @@ class RegistryClient:
         """
         target = self._signature_target(ref, signature_repository)
         tag = f"{digest.algorithm}-{digest.hex}.{SIGNATURE_TAG_SUFFIX}"
-        answer = self._request(
-            target,
-            f"/manifests/{check_tag(tag)}",
-            method="GET",
-            kind="manifest",
-            accept=IMAGE_MANIFEST_ACCEPT,
-            max_bytes=self.limits.max_manifest_bytes,
-        )
-        if answer is None:
+        body = self._optional_tagged_manifest(target, tag, accept=IMAGE_MANIFEST_ACCEPT)
+        if body is None:
             return []
         where = f"{target.name}:{tag}"
-        _checked_digest(answer, None, where)
-        manifest = parse_image_manifest(answer.body, max_layers=self.limits.max_signature_layers, what=where)
+        manifest = parse_image_manifest(body, max_layers=self.limits.max_signature_layers, what=where)
         signatures: list[Signature] = []
         for index, layer in enumerate(manifest.layers):
             if layer.media_type != SIMPLESIGNING:
@@ -278,21 +270,16 @@ class RegistryClient:
             max_bytes=self.limits.max_manifest_bytes,
         )
         where = f"{target.name} referrers of {digest}"
-        if index_answer is None:
+        if index_answer is not None:
+            index_body = index_answer.body
+        else:
             tag = f"{digest.algorithm}-{digest.hex[:REFERRERS_TAG_HEX_CHARS]}"
             where = f"{target.name}:{tag}"
-            index_answer = self._request(
-                target,
-                f"/manifests/{check_tag(tag)}",
-                method="GET",
-                kind="manifest",
-                accept=INDEX_ACCEPT,
-                max_bytes=self.limits.max_manifest_bytes,
-            )
-            if index_answer is None:
+            fallback = self._optional_tagged_manifest(target, tag, accept=INDEX_ACCEPT)
+            if fallback is None:
                 return []
-            _checked_digest(index_answer, None, where)
-        index = parse_index(index_answer.body, max_children=self.limits.max_index_children, what=where)
+            index_body = fallback
+        index = parse_index(index_body, max_children=self.limits.max_index_children, what=where)
 
         bundles: list[Signature] = []
         for entry in index.manifests:
@@ -530,6 +517,24 @@ class RegistryClient:
         return parse_token_response(answer.body)
 
     # --- content
+
+    def _optional_tagged_manifest(self, target: _Target, tag: str, *, accept: str) -> bytes | None:
+        """The manifest at ``tag``, size-bounded and checked against its digest header; None on 404.
+
+        For lookups whose absence is an answer (no ``.sig``, no referrers index), not an error.
+        """
+        answer = self._request(
+            target,
+            f"/manifests/{check_tag(tag)}",
+            method="GET",
+            kind="manifest",
+            accept=accept,
+            max_bytes=self.limits.max_manifest_bytes,
+        )
+        if answer is None:
+            return None
+        _checked_digest(answer, None, f"{target.name}:{tag}")
+        return answer.body
 
     def _get_manifest(
         self, target: _Target, reference: str, expected: Digest | None, *, accept: str, missing: Reason
