@@ -26,7 +26,7 @@ import kopf
 import yaml
 
 from controller.admission.credentials import CredentialResolver
-from controller.admission.handlers import Admission, Loader, LoginFn, build_registry, configure_settings
+from controller.admission.handlers import Admission
 from controller.admission.kube import KubeReader, KubernetesReader
 from controller.admission.metrics import CONTENT_TYPE, AdmissionMetrics
 from controller.admission.objects import (
@@ -37,6 +37,7 @@ from controller.admission.objects import (
     compile_policy_entry,
     compile_trust_root_entry,
 )
+from controller.admission.operator import Loader, LoginFn, build_registry, configure_settings
 from controller.admission.options import ServerOptions
 from controller.admission.state import PolicyState
 from controller.admission.tls import ReloadingTLS, SelfSignedTLS
