@@ -3,14 +3,14 @@
 Kept apart from the CRD form (:mod:`controller.policy.crd`), as policy-controller does. Compiling
 happens once, when a policy is loaded; evaluation never parses anything.
 
-**Regular expressions are anchored.** ``subjectRegExp: ".*@acme\\.com"`` must match the whole subject
-(:func:`re.fullmatch`), so it does not match ``eve@acme.com.attacker.example``. Cosign searches
-instead, so its ``gmail.*`` also matches ``gmail.attacker.com``; we do not.
+**Regular expressions are RE2, as in cosign, and anchored.** They are compiled by
+:mod:`controller.policy.regex` with Go's syntax and matched in linear time. ``subjectRegExp:
+".*@acme\\.com"`` must match the whole subject, so it does not match ``eve@acme.com.attacker.example``.
+Cosign searches instead, so its ``gmail.*`` also matches ``gmail.attacker.com``; we do not.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -31,6 +31,7 @@ from controller.policy.crd import (
     policy_label,
 )
 from controller.policy.glob import GlobError, ImageGlob, normalize_image_name
+from controller.policy.regex import Regexp, RegexpError, compile_regexp
 
 # A value longer than this never matches a pattern: it bounds the work a regex does on
 # signer-controlled text (a GitHub ref or a workflow path is chosen by whoever signs).
@@ -43,7 +44,7 @@ class StringMatcher:
     """Matches a string exactly, or by an anchored (full-match) compiled regular expression."""
 
     value: str | None = None
-    regexp: re.Pattern[str] | None = None
+    regexp: Regexp | None = None
 
     def matches(self, text: str | None) -> bool:
         """True when ``text`` equals ``value`` or fully matches ``regexp``; ``None`` never matches."""
@@ -52,7 +53,7 @@ class StringMatcher:
         if self.value is not None:
             return text == self.value
         if self.regexp is not None and len(text) <= MAX_MATCHED_VALUE_LENGTH:
-            return self.regexp.fullmatch(text) is not None
+            return self.regexp.fullmatch(text)
         return False
 
     def describe(self, name: str) -> str:
@@ -165,8 +166,8 @@ def _compile_match(
         return StringMatcher(value=spec.value)
     field_path = f"{path}.{regexp_field or name + 'RegExp'}"
     try:
-        return StringMatcher(regexp=re.compile(spec.reg_exp))
-    except (re.error, RecursionError, OverflowError) as e:
+        return StringMatcher(regexp=compile_regexp(spec.reg_exp))
+    except RegexpError as e:
         raise policy_error(label, field_path, f"invalid regular expression: {e}") from e
 
 
