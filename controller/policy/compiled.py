@@ -32,6 +32,7 @@ from controller.policy.crd import (
 )
 from controller.policy.glob import GlobError, ImageGlob, normalize_image_name
 from controller.policy.regex import Regexp, RegexpError, compile_regexp
+from controller.policy.scope import EMPTY_LABELS, UNSCOPED, NamespaceScope
 
 # A value longer than this never matches a pattern: it bounds the work a regex does on
 # signer-controlled text (a GitHub ref or a workflow path is chosen by whoever signs).
@@ -99,11 +100,16 @@ class CompiledPolicy:
     mode: Mode = "enforce"
     trust_root: str = DEFAULT_TRUST_ROOT
     signature_repository: str | None = None
+    scope: NamespaceScope = UNSCOPED
 
     @property
     def label(self) -> str:
         """``ClusterImagePolicy name`` or ``ImagePolicy namespace/name``."""
         return policy_label(self.kind, self.name, self.namespace)
+
+    def matches_namespace(self, namespace: str | None, labels: Mapping[str, str] = EMPTY_LABELS) -> bool:
+        """Whether this policy applies in ``namespace`` (labelled ``labels``); see :func:`applies_in`."""
+        return applies_in(self.kind, self.namespace, self.scope, namespace, labels)
 
     def matches_image(self, name: str) -> bool:
         """Whether any of this policy's globs matches the image (a name or reference, normalised first).
@@ -112,6 +118,22 @@ class CompiledPolicy:
         """
         normalized = normalize_image_name(name)
         return any(glob.matches_normalized(normalized) for glob in self.images)
+
+
+def applies_in(
+    kind: PolicyKind,
+    own_namespace: str | None,
+    scope: NamespaceScope,
+    namespace: str | None,
+    labels: Mapping[str, str],
+) -> bool:
+    """An ImagePolicy applies only in its own namespace; a ClusterImagePolicy wherever its scope says.
+
+    Outside any namespace (``namespace=None``) only unscoped ClusterImagePolicies apply.
+    """
+    if kind == "ImagePolicy":
+        return namespace is not None and namespace == own_namespace
+    return scope.matches(namespace, labels)
 
 
 def compile_policy(doc: Mapping[str, object]) -> CompiledPolicy:
@@ -143,6 +165,7 @@ def compile_document(doc: PolicyDocument) -> CompiledPolicy:
         mode=doc.spec.mode,
         trust_root=doc.spec.trust_root,
         signature_repository=doc.spec.signature_repository,
+        scope=doc.spec.scope,
     )
 
 

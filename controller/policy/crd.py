@@ -20,6 +20,7 @@ from typing import Final, Literal
 
 from controller.errors import PolicyError, Reason
 from controller.model import FULCIO_CLAIM_NAMES
+from controller.policy.scope import UNSCOPED, NamespaceScope, ScopeError, parse_scope
 
 API_VERSION: Final = "imprimatur.dev/v1alpha1"
 
@@ -46,8 +47,19 @@ MAX_REPOSITORY_LENGTH: Final = 255
 
 _TOP_LEVEL_FIELDS: Final = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
 _SPEC_FIELDS: Final = frozenset(
-    {"images", "identities", "annotations", "tlog", "mode", "trustRoot", "signatureRepository"}
+    {
+        "images",
+        "identities",
+        "annotations",
+        "tlog",
+        "mode",
+        "trustRoot",
+        "signatureRepository",
+        "namespaces",
+        "namespaceSelector",
+    }
 )
+_SCOPE_FIELDS: Final = ("namespaces", "namespaceSelector")
 _IDENTITY_FIELDS: Final = frozenset({"issuer", "issuerRegExp", "subject", "subjectRegExp", "claims"})
 _NAME_RE: Final = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 # registry[:port]/path, lowercase, no tag or digest: cosign's COSIGN_REPOSITORY.
@@ -86,7 +98,7 @@ class IdentitySpec:
 
 @dataclass(frozen=True, slots=True)
 class PolicySpec:
-    """``spec`` of a ClusterImagePolicy or ImagePolicy."""
+    """``spec`` of a ClusterImagePolicy or ImagePolicy. ``scope`` is always unscoped for an ImagePolicy."""
 
     images: tuple[ImageGlobSpec, ...]
     identities: tuple[IdentitySpec, ...]
@@ -95,6 +107,7 @@ class PolicySpec:
     mode: Mode = "enforce"
     trust_root: str = DEFAULT_TRUST_ROOT
     signature_repository: str | None = None
+    scope: NamespaceScope = UNSCOPED
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,12 +227,13 @@ def parse_policy(doc: Mapping[str, object]) -> PolicyDocument:
         raise reader.fail("metadata.namespace", "a ClusterImagePolicy is cluster-scoped and has no namespace")
 
     reader = _Reader(policy_label(policy_kind, name, namespace))
-    spec = _parse_spec(reader, top.get("spec"))
+    spec = _parse_spec(reader, top.get("spec"), policy_kind)
     return PolicyDocument(kind=policy_kind, name=name, namespace=namespace, spec=spec)
 
 
-def _parse_spec(reader: _Reader, value: object) -> PolicySpec:
+def _parse_spec(reader: _Reader, value: object, kind: PolicyKind) -> PolicySpec:
     spec = reader.strict_mapping(value, "spec", _SPEC_FIELDS)
+    scope = parse_namespace_scope(reader.label, kind, spec)
 
     images: list[ImageGlobSpec] = []
     for i, entry in enumerate(reader.sequence(spec.get("images"), "spec.images", maximum=MAX_IMAGES)):
@@ -276,7 +290,25 @@ def _parse_spec(reader: _Reader, value: object) -> PolicySpec:
         mode="enforce" if mode_value == "enforce" else "warn",
         trust_root=trust_root,
         signature_repository=signature_repository,
+        scope=scope,
     )
+
+
+def parse_namespace_scope(label: str, kind: PolicyKind, spec: Mapping[str, object]) -> NamespaceScope:
+    """``spec.namespaces``/``spec.namespaceSelector``: ClusterImagePolicy only; raises :class:`PolicyError`."""
+    if kind == "ImagePolicy":
+        for name in _SCOPE_FIELDS:
+            if spec.get(name) is not None:
+                raise policy_error(
+                    label,
+                    f"spec.{name}",
+                    "only a ClusterImagePolicy is scoped; an ImagePolicy applies in its own namespace",
+                )
+        return UNSCOPED
+    try:
+        return parse_scope(spec.get("namespaces"), spec.get("namespaceSelector"))
+    except ScopeError as e:
+        raise policy_error(label, e.path, e.problem) from e
 
 
 def _parse_identity(reader: _Reader, value: object, path: str) -> IdentitySpec:
