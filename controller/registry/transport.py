@@ -9,25 +9,28 @@ Every request goes through :meth:`Transport.exchange`:
   host being contacted, else the system defaults apply;
 * a body is streamed against a byte cap (``Content-Length`` is checked first but not trusted);
 * every socket read waits at most ``read_timeout``, and a hop must be done ``total_timeout`` after its
-  request was sent: the body read checks the clock after every chunk, and one shared deadline thread
-  (:class:`_Deadlines`, not a thread per request) cuts the socket of a body read still running then;
+  request was sent (and, given a :class:`~controller.registry.budget.Budget`, by its deadline, with
+  both timeouts clipped to what it has left): the body read checks the clock after every chunk, and
+  one shared deadline thread (:mod:`controller.registry.deadlines`) cuts the socket of a wait for the
+  headers or the body still running then;
+* every body byte read (answers, error bodies, redirect bodies) is charged to the budget, if any;
 * connections are kept alive and reused, as a bare :class:`requests.Session` does: a body read to its end
   (HEAD answers and small redirect bodies included) hands its connection back to the pool; a body that
   was cut (byte cap, deadline, error) closes its connection;
 * proxies come from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``),
   read once per (scheme, host) by each transport and then cached: the environment scan costs ~1 ms;
-* network failures become :class:`FetchError` (RegistryUnavailable); bounds become :class:`LimitError`.
+* network failures become :class:`FetchError` (RegistryUnavailable) with a short stable phrase
+  (:mod:`controller.registry.failures`); bounds become :class:`LimitError`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urljoin, urlsplit
@@ -38,7 +41,10 @@ import urllib3.exceptions
 from requests.structures import CaseInsensitiveDict
 
 from controller.errors import FetchError, LimitError, Reason
+from controller.registry.budget import Budget
 from controller.registry.config import RegistryConfig
+from controller.registry.deadlines import DEADLINES, hop_deadline, install
+from controller.registry.failures import describe, short_url
 from controller.registry.limits import Limits
 
 log = logging.getLogger(__name__)
@@ -75,80 +81,15 @@ def host_of(url: str) -> str:
     return urlsplit(url).netloc.lower()
 
 
-@dataclass(eq=False, slots=True)
-class _Cut:
-    """A socket to cut at ``deadline`` (monotonic seconds) unless released first."""
-
-    sock: socket.socket
-    deadline: float
-    fired: bool = False
+_Late = Callable[[str], LimitError]
+"""Makes the error for a deadline that passed while doing ``what``."""
 
 
-class _Deadlines:
-    """One daemon thread that cuts the socket of every read still running when its deadline passes.
+def _late_hop(total_timeout: float) -> _Late:
+    def late(what: str) -> LimitError:
+        return LimitError(f"took longer than {total_timeout}s (the limit for one request) while {what}")
 
-    Starting a thread per body read cost ~1 ms each; here a read costs two short lock holds. The thread
-    is started on first use (and again in a forked child), sleeps until the earliest deadline it
-    holds (or an earlier planned wake-up), and is woken only when a new deadline is earlier than that.
-    """
-
-    def __init__(self) -> None:
-        self._reset()
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._reset)
-
-    def _reset(self) -> None:
-        self._lock = threading.Condition(threading.Lock())
-        self._active: set[_Cut] = set()
-        self._wake_at = math.inf
-        self._thread: threading.Thread | None = None
-
-    def watch(self, sock: socket.socket | None, deadline: float) -> _Cut | None:
-        """Cut ``sock`` at ``deadline`` unless :meth:`release` comes first; None without a socket."""
-        if sock is None:
-            return None
-        cut = _Cut(sock, deadline)
-        with self._lock:
-            self._active.add(cut)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="imprimatur-registry-deadlines", daemon=True
-                )
-                self._thread.start()
-            if deadline < self._wake_at:
-                self._wake_at = deadline
-                self._lock.notify()
-        return cut
-
-    def release(self, cut: _Cut | None) -> bool:
-        """Stop watching ``cut``; True when its deadline had already passed and its socket was cut."""
-        if cut is None:
-            return False
-        with self._lock:
-            self._active.discard(cut)
-            return cut.fired
-
-    def _run(self) -> None:
-        with self._lock:
-            while True:
-                now = time.monotonic()
-                for cut in [c for c in self._active if c.deadline <= now]:
-                    self._active.discard(cut)
-                    cut.fired = True
-                    try:
-                        # The plain socket's shutdown, bypassing ssl.SSLSocket's: wakes a blocked recv.
-                        socket.socket.shutdown(cut.sock, socket.SHUT_RDWR)
-                    except OSError:
-                        log.debug("deadline: socket already closed")
-                # Keep a planned wake-up that is still ahead even when nothing is left to watch, so
-                # that a steady stream of reads (each released long before its deadline) does not
-                # wake this thread once per read.
-                planned = self._wake_at if self._wake_at > now else math.inf
-                self._wake_at = min(min((c.deadline for c in self._active), default=math.inf), planned)
-                self._lock.wait(None if self._wake_at == math.inf else self._wake_at - now)
-
-
-_DEADLINES = _Deadlines()
+    return late
 
 
 def _socket_of(response: requests.Response) -> socket.socket | None:
@@ -168,6 +109,7 @@ class Transport:
     """Sends bounded HTTP exchanges over one shared :class:`requests.Session`."""
 
     def __init__(self, session: requests.Session, config: RegistryConfig, limits: Limits) -> None:
+        install(session)
         self._session = session
         self._config = config
         self._limits = limits
@@ -204,13 +146,23 @@ class Transport:
         return cached
 
     def _send(
-        self, method: str, url: str, headers: Mapping[str, str], data: Mapping[str, str] | None
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        data: Mapping[str, str] | None,
+        *,
+        deadline: float,
+        late: _Late,
+        budget: Budget | None,
     ) -> requests.Response:
         """``session.request``, with its per-request environment scans replaced by cached values.
 
         What ``Session.merge_environment_settings`` would do is done here: the environment's proxies
         (always, whatever ``trust_env`` says) over the session's, and ``REQUESTS_CA_BUNDLE`` /
         ``CURL_CA_BUNDLE`` for a host without a CA of its own when the session trusts the environment.
+        With a ``budget``, both timeouts are clipped to the time it has left; the wait for the headers
+        is cut at ``deadline`` whatever the server drips.
         """
         session = self._session
         verify, cert = self._tls_arguments(url)
@@ -219,35 +171,49 @@ class Transport:
         # The session's own proxies may map a scheme to None (no proxy): requests drops those keys.
         merged: dict[str, str | None] = {**session.proxies, **self._environment_proxies(url)}
         proxies = {key: value for key, value in merged.items() if value is not None}
+        connect_timeout, read_timeout = self._limits.connect_timeout, self._limits.read_timeout
+        if budget is not None:
+            connect_timeout = budget.clip(connect_timeout, f"sending {method} {short_url(url)}")
+            read_timeout = budget.clip(read_timeout, f"sending {method} {short_url(url)}")
         try:
             prepared = session.prepare_request(
                 requests.Request(method, url, headers=dict(headers), data=data)
             )
-            return session.send(
-                prepared,
-                allow_redirects=False,
-                stream=True,
-                timeout=(self._limits.connect_timeout, self._limits.read_timeout),
-                verify=verify,
-                cert=cert if cert is not None else session.cert,
-                proxies=proxies,
-            )
-        except requests.RequestException as e:
-            raise FetchError(Reason.REGISTRY_UNAVAILABLE, f"{method} {url}: {type(e).__name__}: {e}") from e
-        except OSError as e:  # a CA or key file that went missing after start-up
-            raise FetchError(Reason.REGISTRY_UNAVAILABLE, f"{method} {url}: {e}") from e
+            with hop_deadline(deadline):
+                return session.send(
+                    prepared,
+                    allow_redirects=False,
+                    stream=True,
+                    timeout=(connect_timeout, read_timeout),
+                    verify=verify,
+                    cert=cert if cert is not None else session.cert,
+                    proxies=proxies,
+                )
+        except (requests.RequestException, OSError) as e:  # OSError: a CA or key file gone missing
+            if time.monotonic() >= deadline:
+                raise late(f"waiting for {method} {short_url(url)}") from e
+            phrase = describe(e, connect_timeout=connect_timeout, read_timeout=read_timeout)
+            raise FetchError(Reason.REGISTRY_UNAVAILABLE, f"{method} {short_url(url)}: {phrase}") from e
 
     def _read(
-        self, response: requests.Response, cap: int, *, truncate: bool, what: str, deadline: float
+        self,
+        response: requests.Response,
+        cap: int,
+        *,
+        truncate: bool,
+        what: str,
+        deadline: float,
+        late: _Late,
+        budget: Budget | None,
     ) -> tuple[bytes, bool]:
         """The body, at most ``cap`` bytes (past it a LimitError, or with ``truncate`` a cut), and
         whether it was read to its end (so its connection may be reused).
 
-        Past ``deadline`` a LimitError: the clock is checked after every chunk, and a read still blocked
-        then has its socket cut by :data:`_DEADLINES`, so a hop never outlives ``total_timeout`` by more
-        than that thread's wake-up. (Should the socket be out of reach, as with a custom adapter, only
-        the check after each chunk remains: a weaker bound, each read of up to ``READ_CHUNK_BYTES``
-        being bounded only by ``read_timeout`` per socket read.)
+        Every chunk is charged to ``budget`` before it is kept. Past ``deadline`` a LimitError (made by
+        ``late``): the clock is checked after every chunk, and a read still blocked then has its socket
+        cut by :data:`DEADLINES`, so a hop never outlives its deadline by more than that thread's
+        wake-up. (Should the socket be out of reach, as with a custom adapter, only the check after each
+        chunk remains: each read of up to ``READ_CHUNK_BYTES`` is then bounded by the read timeout.)
         """
         declared = response.headers.get("Content-Length")
         if declared is not None and not truncate:
@@ -257,12 +223,13 @@ class Transport:
                 declared_bytes = -1
             if declared_bytes > cap:
                 raise LimitError(f"{what}: Content-Length {declared_bytes} exceeds the {cap}-byte limit")
-        late = f"{what}: took longer than {self._limits.total_timeout}s"
+            if budget is not None and declared_bytes > budget.max_bytes - budget.spent:
+                budget.charge(declared_bytes, what)  # raises: more than the decision has left
         raw = response.raw
         chunks: list[bytes] = []
         total = 0
         complete = False
-        cut = _DEADLINES.watch(_socket_of(response), deadline)
+        cut = DEADLINES.watch(_socket_of(response), deadline)
         try:
             while True:
                 # At most one byte past the cap is ever read: enough to tell "exactly cap" from "more".
@@ -270,6 +237,8 @@ class Transport:
                 if not chunk:
                     complete = True
                     break
+                if budget is not None:
+                    budget.charge(len(chunk), what)
                 total += len(chunk)
                 if total > cap:
                     if truncate:
@@ -278,24 +247,35 @@ class Transport:
                     raise LimitError(f"{what}: body exceeds the {cap}-byte limit")
                 chunks.append(chunk)
                 if time.monotonic() > deadline:
-                    raise LimitError(late)
+                    raise late(f"reading {what}")
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as e:
-            if _DEADLINES.release(cut) or time.monotonic() > deadline:
-                raise LimitError(late) from e
-            raise FetchError(Reason.REGISTRY_UNAVAILABLE, f"{what}: reading the body failed: {e}") from e
+            if DEADLINES.release(cut) or time.monotonic() > deadline:
+                raise late(f"reading {what}") from e
+            phrase = describe(
+                e, connect_timeout=self._limits.connect_timeout, read_timeout=self._limits.read_timeout
+            )
+            raise FetchError(Reason.REGISTRY_UNAVAILABLE, f"{what}: reading the body failed: {phrase}") from e
         finally:
-            fired = _DEADLINES.release(cut)
+            fired = DEADLINES.release(cut)
         if fired:
             if not truncate:
-                raise LimitError(late)
+                raise late(f"reading {what}")
             complete = False
         return b"".join(chunks), complete
 
-    def _discard(self, response: requests.Response, cap: int, deadline: float) -> bool:
+    def _discard(self, response: requests.Response, cap: int, deadline: float, budget: Budget | None) -> bool:
         """Read and drop a body nobody needs (a HEAD's, a redirect's), within ``cap`` bytes and the
         deadline, so its connection can be reused. True when it ended in time; never raises."""
         try:
-            return self._read(response, cap, truncate=True, what="discarded body", deadline=deadline)[1]
+            return self._read(
+                response,
+                cap,
+                truncate=True,
+                what="discarded body",
+                deadline=deadline,
+                late=_late_hop(self._limits.total_timeout),
+                budget=budget,
+            )[1]
         except FetchError:
             return False
 
@@ -324,51 +304,62 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         authorization: str | None = None,
         data: Mapping[str, str] | None = None,
+        budget: Budget | None = None,
     ) -> Answer:
-        """Send one request and follow its redirects. ``authorization`` only goes to ``url``'s host."""
+        """Send one request and follow its redirects. ``authorization`` only goes to ``url``'s host.
+
+        Each hop must end within ``total_timeout``, and with a ``budget`` within its deadline too (then
+        the error says how long the decision took); every body byte is charged to the budget.
+        """
         auth_host = host_of(url)
         base_headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **(headers or {})}
         current = url
         started = time.monotonic()
+        total_timeout = self._limits.total_timeout
         for hop in range(self._limits.max_redirects + 1):
-            deadline = time.monotonic() + self._limits.total_timeout
+            now = time.monotonic()
+            late = _late_hop(total_timeout)
+            deadline = now + total_timeout
+            if budget is not None:
+                left = budget.remaining()
+                if left <= total_timeout:
+                    deadline, late = now + left, budget.expired
             send_headers = dict(base_headers)
             if authorization is not None and host_of(current) == auth_host:
                 send_headers["Authorization"] = authorization
-            response = self._send(method, current, send_headers, data)
+            response = self._send(
+                method, current, send_headers, data, deadline=deadline, late=late, budget=budget
+            )
             complete = False
             try:
                 status = response.status_code
-                what = f"{method} {current}"
+                what = f"{method} {short_url(current)}"
                 if status in REDIRECT_STATUSES:
                     location = response.headers.get("Location")
                     if not location:
-                        raise FetchError(
-                            Reason.REGISTRY_UNAVAILABLE, f"redirect without Location from {current}"
-                        )
+                        raise FetchError(Reason.REGISTRY_UNAVAILABLE, f"{what}: redirect without Location")
                     target = urljoin(current, location)
                     self._check_redirect(current, target, kind)
                     log.debug("registry redirect %s -> %s", current, target)
                     discard_cap = 0 if method == "HEAD" else self._limits.max_error_body_bytes
-                    complete = self._discard(response, discard_cap, deadline)
+                    complete = self._discard(response, discard_cap, deadline, budget)
                     if status == 303 and method == "POST":
                         method, data = "GET", None
                     current = target
                     continue
                 if method == "HEAD":
                     body = b""
-                    complete = self._discard(response, 0, deadline)
-                elif 200 <= status < 300:
-                    body, complete = self._read(
-                        response, max_bytes, truncate=False, what=what, deadline=deadline
-                    )
+                    complete = self._discard(response, 0, deadline, budget)
                 else:
+                    ok = 200 <= status < 300
                     body, complete = self._read(
                         response,
-                        self._limits.max_error_body_bytes,
-                        truncate=True,
+                        max_bytes if ok else self._limits.max_error_body_bytes,
+                        truncate=not ok,
                         what=what,
                         deadline=deadline,
+                        late=late,
+                        budget=budget,
                     )
                 return Answer(
                     status=status,
@@ -380,4 +371,4 @@ class Transport:
                 )
             finally:
                 _finish(response, complete)
-        raise LimitError(f"{method} {url}: more than {self._limits.max_redirects} redirects")
+        raise LimitError(f"{method} {short_url(url)}: more than {self._limits.max_redirects} redirects")

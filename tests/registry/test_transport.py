@@ -15,7 +15,8 @@ import requests
 from controller.errors import FetchError, LimitError, Reason
 from controller.model import Digest
 from controller.registry import Keychain, Limits, RegistryClient, RegistryConfig, parse_reference
-from controller.registry.transport import _DEADLINES, RequestKind, Transport
+from controller.registry.deadlines import DEADLINES as _DEADLINES
+from controller.registry.transport import RequestKind, Transport
 from tests.fixtures.registry import RegistryServer, TestPKI
 from tests.registry.fakes import Route, closed_port, scripted
 
