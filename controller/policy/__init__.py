@@ -15,23 +15,53 @@ from controller.policy.compiled import (
 from controller.policy.crd import KNOWN_CLAIMS, PolicyDocument, parse_policy
 from controller.policy.evaluate import PolicyResult, evaluate_policy, most_informative
 from controller.policy.glob import ImageGlob, normalize_image_name
-from controller.policy.policyset import PolicySet, load_policies
+from controller.policy.invalid import InvalidPolicy, compile_policy_lenient
+from controller.policy.policyset import AnyPolicy, Matching, PolicySet, load_policies
+from controller.policy.regex import Regexp, RegexpError, compile_regexp
+from controller.policy.scope import (
+    EMPTY_LABELS,
+    UNSCOPED,
+    LabelSelector,
+    NamespaceScope,
+    ScopeError,
+    SelectorRequirement,
+    parse_scope,
+)
+from controller.policy.tenancy import Combined, DefaultDecision, combine, evaluate_invalid
 
 __all__ = [
+    "EMPTY_LABELS",
     "KNOWN_CLAIMS",
+    "UNSCOPED",
+    "AnyPolicy",
+    "Combined",
     "CompiledPolicy",
+    "DefaultDecision",
     "IdentityMatcher",
     "ImageGlob",
+    "InvalidPolicy",
+    "LabelSelector",
+    "Matching",
+    "NamespaceScope",
     "PolicyDocument",
     "PolicyResult",
     "PolicySet",
+    "Regexp",
+    "RegexpError",
+    "ScopeError",
+    "SelectorRequirement",
     "StringMatcher",
+    "combine",
     "compile_document",
     "compile_policy",
+    "compile_policy_lenient",
+    "compile_regexp",
+    "evaluate_invalid",
     "evaluate_policy",
     "load_policies",
     "most_informative",
     "normalize_image_name",
     "parse_policy",
+    "parse_scope",
     "policy_from_flags",
 ]

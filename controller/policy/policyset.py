@@ -1,28 +1,48 @@
-"""A set of compiled policies, loading them from YAML, and choosing the ones that govern an image.
+"""A set of policies, loading them from YAML, and choosing the ones that govern an image.
 
-Every ClusterImagePolicy whose globs match an image applies to it, and so does every ImagePolicy of
-the pod's namespace whose globs match. All the matching policies must pass: a namespaced policy only
-ever *adds* requirements, it cannot relax a cluster one.
+Every ClusterImagePolicy whose globs match an image and whose namespace scope includes the namespace
+applies to it, and so does every ImagePolicy of that namespace whose globs match
+(:meth:`PolicySet.scope_for`). The set holds compiled policies and :class:`InvalidPolicy` ones alike:
+an invalid policy is matched like any other and denies (see :mod:`controller.policy.tenancy`, which
+also says how cluster and namespaced results combine: a namespaced policy only ever *adds*
+requirements).
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import yaml
 
 from controller.errors import ImprimaturError, PolicyError, Reason
 from controller.policy.compiled import CompiledPolicy, compile_policy
+from controller.policy.invalid import InvalidPolicy
+from controller.policy.scope import EMPTY_LABELS
 
 MAX_POLICY_YAML_BYTES: Final = 1024 * 1024
 MAX_POLICY_DOCUMENTS: Final = 512
 
+AnyPolicy = CompiledPolicy | InvalidPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Matching:
+    """The policies that govern one image in one namespace (:meth:`PolicySet.scope_for`).
+
+    ``cluster``: the ClusterImagePolicies whose globs and scope match, by name. ``namespaced``: the
+    namespace's own ImagePolicies whose globs match, by name. Either may hold invalid policies.
+    """
+
+    cluster: tuple[AnyPolicy, ...] = ()
+    namespaced: tuple[AnyPolicy, ...] = ()
+
 
 class PolicySet:
-    """An immutable collection of compiled policies, unique by (kind, namespace, name)."""
+    """An immutable collection of policies (compiled or invalid), unique by (kind, namespace, name)."""
 
-    def __init__(self, policies: Sequence[CompiledPolicy]) -> None:
+    def __init__(self, policies: Sequence[AnyPolicy]) -> None:
         """Raises :class:`PolicyError` (``PolicyInvalid``) if two policies share kind, namespace and name."""
         seen: set[tuple[str, str | None, str]] = set()
         for policy in policies:
@@ -33,14 +53,14 @@ class PolicySet:
         self._cluster = tuple(
             sorted((p for p in policies if p.kind == "ClusterImagePolicy"), key=lambda p: p.name)
         )
-        self._namespaced: dict[str, tuple[CompiledPolicy, ...]] = {}
+        self._namespaced: dict[str, tuple[AnyPolicy, ...]] = {}
         for policy in sorted((p for p in policies if p.kind == "ImagePolicy"), key=lambda p: p.name):
             if policy.namespace is None:
                 raise PolicyError(Reason.POLICY_INVALID, f"{policy.label}: an ImagePolicy needs a namespace")
             self._namespaced[policy.namespace] = (*self._namespaced.get(policy.namespace, ()), policy)
 
     @property
-    def policies(self) -> tuple[CompiledPolicy, ...]:
+    def policies(self) -> tuple[AnyPolicy, ...]:
         """Every policy: cluster policies by name, then namespaced ones by namespace and name."""
         namespaced = (p for ns in sorted(self._namespaced) for p in self._namespaced[ns])
         return (*self._cluster, *namespaced)
@@ -48,20 +68,48 @@ class PolicySet:
     def __len__(self) -> int:
         return len(self._cluster) + sum(len(group) for group in self._namespaced.values())
 
-    def __iter__(self) -> Iterator[CompiledPolicy]:
+    def __iter__(self) -> Iterator[AnyPolicy]:
         return iter(self.policies)
 
-    def matching(self, image_name: str, namespace: str | None) -> tuple[CompiledPolicy, ...]:
-        """The policies that govern ``image_name`` in ``namespace``: cluster ones first, then namespaced.
+    @property
+    def invalid(self) -> tuple[InvalidPolicy, ...]:
+        """The policies that did not compile, in the order of :attr:`policies`."""
+        return tuple(p for p in self.policies if isinstance(p, InvalidPolicy))
 
-        With ``namespace=None`` (a CLI check outside any namespace) only cluster policies apply.
-        An empty result means no policy covers the image; what that means is the caller's choice.
+    def scope_for(
+        self, image_name: str, namespace: str | None, labels: Mapping[str, str] = EMPTY_LABELS
+    ) -> Matching:
+        """The policies that govern ``image_name`` in ``namespace``, whose labels are ``labels``.
+
+        Cluster policies count when their globs match and their scope includes the namespace;
+        outside any namespace (``namespace=None``) only unscoped ones do, and there are no namespaced
+        ones. ``labels`` must come from the Namespace object, never from the reviewed object.
+        Raises :class:`~controller.errors.InputError` (``ReferenceInvalid``) for a malformed name.
+        """
+        cluster = tuple(
+            p for p in self._cluster if p.matches_namespace(namespace, labels) and p.matches_image(image_name)
+        )
+        if namespace is None:
+            return Matching(cluster, ())
+        namespaced = tuple(p for p in self._namespaced.get(namespace, ()) if p.matches_image(image_name))
+        return Matching(cluster, namespaced)
+
+    def matching(self, image_name: str, namespace: str | None) -> tuple[CompiledPolicy, ...]:
+        """Deprecated (use :meth:`scope_for`): the compiled policies for ``image_name`` in ``namespace``.
+
+        Cluster ones first, then namespaced. As before invalid policies existed, they are left out.
+        Namespace scopes are ignored (a scoped policy counts everywhere), which can only add
+        requirements. With ``namespace=None`` only cluster policies apply.
         Raises :class:`~controller.errors.InputError` (``ReferenceInvalid``) for a malformed name.
         """
         candidates = self._cluster
         if namespace is not None:
             candidates = (*candidates, *self._namespaced.get(namespace, ()))
-        return tuple(policy for policy in candidates if policy.matches_image(image_name))
+        return tuple(
+            policy
+            for policy in candidates
+            if isinstance(policy, CompiledPolicy) and policy.matches_image(image_name)
+        )
 
 
 class _StrictLoader(yaml.SafeLoader):
