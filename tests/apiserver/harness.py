@@ -1,0 +1,299 @@
+"""Our controller against the real kube-apiserver: kopf logged in with the admin certificate, the
+webhook registered in the API server as the chart registers it (but by URL), signed and unsigned
+images in the real test registry.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kopf
+import kubernetes
+
+from controller.admission.kube import KubernetesReader
+from controller.admission.server import Controller, serve_cluster
+from controller.admission.webhook import WEBHOOK_PODS, WEBHOOK_WORKLOADS
+from tests.admission.harness import (
+    API_GROUP,
+    TRUST_ROOT_NAME,
+    TRUSTED_SUBJECT,
+    RunningController,
+    cluster_policy,
+    launch,
+    new_controller,
+    trust_root,
+)
+from tests.fixtures.apiserver import ApiServer, ca_bundle
+from tests.fixtures.registry import RegistryServer, TestPKI, free_port
+from tests.kit.oci import push_signed_image
+from tests.kit.sigstore import GITHUB_OAUTH_ISSUER, Identity, SigstoreKit
+
+CONTROLLER_NAMESPACE = "imprimatur-system"  # the chart's release namespace: never sent to the webhook
+EXCLUDED_NAMESPACES = (CONTROLLER_NAMESPACE, "kube-system")  # release namespace + values.excludeNamespaces
+WEBHOOK_CONFIGURATION = "imprimatur"
+CONTROLLER_START_SECONDS = 20.0
+LOAD_TIMEOUT_SECONDS = 20.0
+WEBHOOK_ACTIVE_TIMEOUT_SECONDS = 15.0
+POLL_SECONDS = 0.05
+ANYONE_SUBJECT = "mallory@example.com"
+
+
+@dataclass(frozen=True)
+class ClusterImages:
+    """Images in the test registry, signed (or not) the way their names say; all pinned by digest."""
+
+    signed: str  # by alice, under the ``apps`` ClusterImagePolicy
+    unsigned: str  # under the ``apps`` ClusterImagePolicy
+    anyone_signed: str  # by mallory; no ClusterImagePolicy covers it
+    ungoverned_unsigned: str  # no ClusterImagePolicy covers it
+    strict_signed: str  # by alice; for a test's own (invalid) ClusterImagePolicy
+
+    @property
+    def host(self) -> str:
+        return self.signed.split("/", 1)[0]
+
+
+def publish(registry: RegistryServer, kit: SigstoreKit) -> ClusterImages:
+    """Push the images (under ``kube/``, apart from the other suites' repositories) and signatures."""
+    host = registry.host
+
+    def signed(repo: str, subject: str) -> str:
+        identity = Identity.email(subject, GITHUB_OAUTH_ISSUER)
+        digest = push_signed_image(
+            registry,
+            repo,
+            "v1",
+            lambda d: [kit.sign_image(str(d), f"{host}/{repo}", identity=identity)],
+        )
+        return f"{host}/{repo}@{digest}"
+
+    def unsigned(repo: str) -> str:
+        return f"{host}/{repo}@{registry.push_random_image(repo, 'v1')}"
+
+    return ClusterImages(
+        signed=signed("kube/apps/good", TRUSTED_SUBJECT),
+        unsigned=unsigned("kube/apps/unsigned"),
+        anyone_signed=signed("kube/elsewhere/signed", ANYONE_SUBJECT),
+        ungoverned_unsigned=unsigned("kube/elsewhere/unsigned"),
+        strict_signed=signed("kube/strict/app", TRUSTED_SUBJECT),
+    )
+
+
+def baseline_policies(images: ClusterImages, kit: SigstoreKit) -> list[dict[str, object]]:
+    """The kit's TrustRoot and one ClusterImagePolicy: ``<host>/kube/apps/**`` must be signed by alice."""
+    return [trust_root(kit.trusted_root_json()), cluster_policy("apps", [f"{images.host}/kube/apps/**"])]
+
+
+# --- the webhook registration, as charts/imprimatur/templates/validatingwebhookconfiguration.yaml
+
+
+def _webhook(name: str, url: str, ca: str, rules: list[dict[str, object]]) -> dict[str, object]:
+    return {
+        "name": name,
+        "admissionReviewVersions": ["v1"],
+        "clientConfig": {"url": url, "caBundle": ca},
+        "failurePolicy": "Fail",
+        "matchPolicy": "Equivalent",
+        "sideEffects": "None",
+        "timeoutSeconds": 10,
+        "namespaceSelector": {
+            "matchExpressions": [
+                {
+                    "key": "kubernetes.io/metadata.name",
+                    "operator": "NotIn",
+                    "values": list(EXCLUDED_NAMESPACES),
+                },
+                {"key": "imprimatur.dev/exclude", "operator": "NotIn", "values": ["true"]},
+            ]
+        },
+        "rules": rules,
+    }
+
+
+def _rule(group: str, operations: Sequence[str], resources: Sequence[str]) -> dict[str, object]:
+    return {
+        "apiGroups": [group],
+        "apiVersions": ["v1"],
+        "operations": list(operations),
+        "resources": list(resources),
+        "scope": "Namespaced",
+    }
+
+
+def webhook_configuration(base_url: str, ca_file: str) -> dict[str, object]:
+    """The chart's ValidatingWebhookConfiguration, with ``clientConfig.url`` instead of a Service."""
+    ca = ca_bundle(ca_file)
+    both = ["CREATE", "UPDATE"]
+    pods = [_rule("", both, ["pods"]), _rule("", ["UPDATE"], ["pods/ephemeralcontainers"])]
+    workloads = [
+        _rule("apps", both, ["deployments", "replicasets", "statefulsets", "daemonsets"]),
+        _rule("batch", both, ["jobs", "cronjobs"]),
+        _rule("", both, ["replicationcontrollers"]),
+    ]
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": WEBHOOK_CONFIGURATION},
+        "webhooks": [
+            _webhook("pods.imprimatur.dev", f"{base_url}/{WEBHOOK_PODS}", ca, pods),
+            _webhook("workloads.imprimatur.dev", f"{base_url}/{WEBHOOK_WORKLOADS}", ca, workloads),
+        ],
+    }
+
+
+# --- the controller
+
+
+def kopf_login(api: ApiServer) -> Callable[..., kopf.ConnectionInfo]:
+    """A kopf login handler: the API server's URL and CA, the admin client certificate."""
+
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return kopf.ConnectionInfo(
+            server=api.url,
+            ca_path=str(api.pki.ca_file),
+            certificate_path=str(api.pki.admin_cert),
+            private_key_path=str(api.pki.admin_key),
+            default_namespace="default",
+        )
+
+    return login
+
+
+def kube_reader(api: ApiServer) -> KubernetesReader:
+    """The controller's reader of Secrets and ServiceAccounts, from the same kubeconfig kubectl uses."""
+    configuration = kubernetes.client.Configuration()
+    load: Any = kubernetes.config.load_kube_config  # untyped
+    load(config_file=str(api.kubeconfig), client_configuration=configuration)
+    return KubernetesReader(kubernetes.client.ApiClient(configuration))
+
+
+def _wait_for(what: str, check: Callable[[], bool], timeout: float, running: RunningController) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if running.errors or not running.thread.is_alive():
+            raise RuntimeError(f"controller stopped while waiting until {what}: {running.errors!r}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not {what} within {timeout}s")
+        time.sleep(POLL_SECONDS)
+
+
+def _webhook_active(api: ApiServer) -> bool:
+    """True once the API server calls our webhook (a server-side dry run of a pod reaches it)."""
+    probe = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "webhook-probe"},
+        "spec": {"containers": [{"name": "c", "image": "probe.invalid/not/governed:v1"}]},
+    }
+    response = api.request("POST", "/api/v1/namespaces/default/pods?dryRun=All", probe)
+    return "pods.imprimatur.dev" in response.text
+
+
+def start_controller(api: ApiServer, registry: RegistryServer, pki: TestPKI, tmp: Path) -> RunningController:
+    """Start the controller (kopf + our webhook server) in a thread, wait until it has loaded the
+    policies, register its webhook in the API server and wait until the API server calls it."""
+    controller: Controller = new_controller(
+        cert=pki.server_cert,
+        key=pki.server_key,
+        registries_yaml=registry.registries_yaml(),
+        tmp=tmp,
+        reader=kube_reader(api),
+        liveness_endpoint=f"http://127.0.0.1:{free_port()}/healthz",
+    )
+    stop_flag = threading.Event()
+    login = kopf_login(api)
+
+    async def main(c: Controller) -> None:
+        await serve_cluster(c, login=login, stop_flag=stop_flag)
+
+    running = launch(controller, main, stop_flag)
+    try:
+        _wait_for("serving", controller.server.started.is_set, CONTROLLER_START_SECONDS, running)
+        _wait_for("loaded", lambda: controller.state.loaded, LOAD_TIMEOUT_SECONDS, running)
+        api.apply([webhook_configuration(running.url, pki.ca_file)])
+        _wait_for(
+            "called by the API server", lambda: _webhook_active(api), WEBHOOK_ACTIVE_TIMEOUT_SECONDS, running
+        )
+    except BaseException:
+        running.stop()
+        raise
+    return running
+
+
+# --- what kubectl prints
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one kubectl command did: exit code and output."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def denials(self, webhook: str) -> list[tuple[str, str]]:
+        """``(reason, image)`` of each line of the denial by ``webhook`` (``pods`` or ``workloads``)."""
+        marker = f'admission webhook "{webhook}.imprimatur.dev" denied the request: '
+        _, found, rest = self.stderr.partition(marker)
+        if not found:
+            return []
+        return [
+            (m.group(1), m.group(2))
+            for m in re.finditer(r"^([A-Z][A-Za-z]+): (\S+): ", rest, flags=re.MULTILINE)
+        ]
+
+
+def kubectl(api: ApiServer, *args: str, stdin: str | None = None) -> Outcome:
+    result = api.kubectl(*args, stdin=stdin)
+    return Outcome(result.returncode, result.stdout, result.stderr)
+
+
+def wait_observed(api: ApiServer, kind: str, name: str, namespace: str | None = None) -> str:
+    """Wait until the controller has written the status of the current generation; the Ready status."""
+    where = ["-n", namespace] if namespace else []
+    result = api.kubectl(
+        "wait",
+        *where,
+        f"{kind}/{name}",
+        "--for=jsonpath={.status.observedGeneration}=1",
+        "--timeout=20s",
+    )
+    assert result.returncode == 0, result.stderr
+    ready = api.kubectl(
+        "get", *where, f"{kind}/{name}", "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}"
+    )
+    return ready.stdout.strip()
+
+
+def table(output: str) -> list[Mapping[str, str]]:
+    """The rows of a ``kubectl get`` table, as header -> cell (cells are separated by 2+ spaces)."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    if not lines:
+        return []
+    header = re.split(r"\s{2,}", lines[0].strip())
+    return [dict(zip(header, re.split(r"\s{2,}", line.strip()), strict=False)) for line in lines[1:]]
+
+
+def identity_of_anyone() -> dict[str, str]:
+    return {"issuerRegExp": ".*", "subjectRegExp": ".*"}
+
+
+def namespaced_policy(name: str, namespace: str, **spec: object) -> dict[str, object]:
+    """An ImagePolicy in ``namespace`` over every image (``**``), trusting any identity of the kit."""
+    return {
+        "apiVersion": API_GROUP,
+        "kind": "ImagePolicy",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "images": [{"glob": "**"}],
+            "identities": [identity_of_anyone()],
+            "trustRoot": TRUST_ROOT_NAME,
+            **spec,
+        },
+    }

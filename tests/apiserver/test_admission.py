@@ -1,0 +1,64 @@
+"""What a user sees through kubectl when the real kube-apiserver calls our webhook: pods, workloads,
+ephemeral containers and server-side dry runs, with signed and unsigned images."""
+
+from __future__ import annotations
+
+import yaml
+
+from tests.admission.harness import container, workload
+from tests.apiserver.conftest import Cluster
+
+
+def test_signed_pod_is_created(cluster: Cluster) -> None:
+    outcome = cluster.kubectl("run", "signed", f"--image={cluster.images.signed}")
+    assert outcome.returncode == 0, outcome.stderr
+    assert outcome.stdout.strip() == "pod/signed created"
+    assert cluster.kubectl("get", "pod", "signed", "-o", "name").stdout.strip() == "pod/signed"
+
+
+def test_unsigned_pod_is_denied(cluster: Cluster) -> None:
+    outcome = cluster.kubectl("run", "unsigned", f"--image={cluster.images.unsigned}")
+    assert outcome.returncode != 0
+    assert outcome.stderr.startswith("Error from server (Forbidden): ")
+    assert outcome.denials("pods") == [("SignatureNotFound", cluster.images.unsigned)]
+    assert cluster.kubectl("get", "pod", "unsigned").returncode != 0  # not stored
+
+
+def test_deployment_with_unsigned_sidecar_is_denied(cluster: Cluster) -> None:
+    images = cluster.images
+    deployment = workload("Deployment", "web", [images.signed, images.unsigned])
+    outcome = cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(deployment))
+    assert outcome.returncode != 0
+    assert outcome.denials("workloads") == [("SignatureNotFound", images.unsigned)]
+    assert cluster.kubectl("get", "deployment", "web").returncode != 0
+
+    signed_only = workload("Deployment", "web", [images.signed, images.signed])
+    signed_only["spec"]["template"]["spec"]["containers"][1] = container("sidecar", images.signed)  # type: ignore[index]
+    outcome = cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(signed_only))
+    assert outcome.returncode == 0, outcome.stderr
+    assert outcome.stdout.strip() == "deployment.apps/web created"
+
+
+def test_kubectl_debug_with_an_unsigned_image_is_denied(cluster: Cluster) -> None:
+    images = cluster.images
+    assert cluster.kubectl("run", "target", f"--image={images.signed}").returncode == 0
+    outcome = cluster.kubectl("debug", "target", f"--image={images.unsigned}", "--container=dbg")
+    assert outcome.returncode != 0
+    assert outcome.denials("pods") == [("SignatureNotFound", images.unsigned)]
+
+    allowed = cluster.kubectl("debug", "target", f"--image={images.signed}", "--container=dbg-ok")
+    assert allowed.returncode == 0, allowed.stderr
+    names = cluster.kubectl("get", "pod", "target", "-o", "jsonpath={.spec.ephemeralContainers[*].name}")
+    assert names.stdout.split() == ["dbg-ok"]
+
+
+def test_server_side_dry_run(cluster: Cluster) -> None:
+    images = cluster.images
+    denied = cluster.kubectl("run", "dry-unsigned", f"--image={images.unsigned}", "--dry-run=server")
+    assert denied.returncode != 0
+    assert denied.denials("pods") == [("SignatureNotFound", images.unsigned)]
+
+    allowed = cluster.kubectl("run", "dry-signed", f"--image={images.signed}", "--dry-run=server")
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stdout.strip() == "pod/dry-signed created (server dry run)"
+    assert cluster.kubectl("get", "pod", "dry-signed").returncode != 0  # a dry run stores nothing
