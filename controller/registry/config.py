@@ -13,13 +13,21 @@
         tls: {ca_file: /ca.pem, cert_file: /c.pem, key_file: /k.pem, insecure_skip_verify: false}
 
 A registry's endpoints are its mirrors in order (or the ``"*"`` mirrors when it has none of its own),
-then its upstream ``https://<api host>``. Plain HTTP is used only for an endpoint written ``http://``.
+then its upstream ``https://<api host>``.
+
+Docker Hub's names, as containerd reads them: the CRI normalises an image written ``index.docker.io/x``
+to ``docker.io/library/x`` (distribution's reference rule for the legacy domain) and then looks its
+mirrors up under that name, so the ``docker.io`` entry is the one that applies. A file may also carry
+an ``index.docker.io`` (or ``registry-1.docker.io``) entry, in ``mirrors`` or ``configs``; it is a valid
+k3s file. Here an alias entry is used only when there is no ``docker.io`` entry (the first alias
+listed, then), and is otherwise ignored, with a debug log. The same key written twice is still an error. Plain HTTP is used only for an endpoint written ``http://``.
 The parse is strict: an unknown key, a wrong type or a ``rewrite`` (which we cannot honour) is a
 :class:`PolicyError` (ConfigInvalid). Nothing is read from disk here.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +39,8 @@ import yaml
 from controller.errors import LimitError, PolicyError, Reason
 from controller.registry.auth import Credential, credential_from_fields
 from controller.registry.reference import api_host, canonical_registry
+
+log = logging.getLogger(__name__)
 
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_ENDPOINTS_PER_MIRROR = 16
@@ -169,6 +179,7 @@ def _registry_key(key: str, what: str) -> str:
 
 def _parse_mirrors(value: object) -> dict[str, tuple[Endpoint, ...]]:
     mirrors: dict[str, tuple[Endpoint, ...]] = {}
+    canonical_names: set[str] = set()
     for name, entry in _mapping(value, "mirrors").items():
         what = f"mirrors[{name[:100]!r}]"
         if isinstance(entry, dict) and "rewrite" in entry:
@@ -182,14 +193,28 @@ def _parse_mirrors(value: object) -> dict[str, tuple[Endpoint, ...]]:
         if len(endpoints) > MAX_ENDPOINTS_PER_MIRROR:
             raise _invalid(f"{what}.endpoint lists more than {MAX_ENDPOINTS_PER_MIRROR} endpoints")
         key = _registry_key(name, f"{what} registry")
-        if key in mirrors:
-            raise _invalid(f"{what}: the same registry is listed twice")
-        mirrors[key] = tuple(parse_endpoint(_string(e, f"{what}.endpoint[]")) for e in endpoints)
+        parsed = tuple(parse_endpoint(_string(e, f"{what}.endpoint[]")) for e in endpoints)
+        if _keep(key, name, mirrors, canonical_names):
+            mirrors[key] = parsed
     return mirrors
+
+
+def _keep(key: str, name: str, entries: Mapping[str, object], canonical_names: set[str]) -> bool:
+    """Whether the entry written ``name`` (canonical ``key``) is the one to use (see the module doc)."""
+    if name.lower() == key:  # the canonical name always wins over an alias listed before it
+        if key in canonical_names:
+            raise _invalid(f"{name[:100]!r}: the same registry is listed twice")
+        canonical_names.add(key)
+        return True
+    if key in entries:
+        log.debug("registries.yaml: %r is an alias of %r, which is already listed; ignored", name, key)
+        return False
+    return True
 
 
 def _parse_configs(value: object) -> dict[str, HostConfig]:
     configs: dict[str, HostConfig] = {}
+    canonical_names: set[str] = set()
     for name, entry in _mapping(value, "configs").items():
         what = f"configs[{name[:100]!r}]"
         body = _mapping(entry, what, _CONFIG_KEYS)
@@ -220,9 +245,8 @@ def _parse_configs(value: object) -> dict[str, HostConfig]:
         if name == WILDCARD:
             raise _invalid(f"{what}: configs are per host; '*' is not allowed")
         key = canonical_registry(_check_host(name, f"{what} host"))
-        if key in configs:
-            raise _invalid(f"{what}: the same host is configured twice")
-        configs[key] = HostConfig(credential=credential, tls=tls_config)
+        if _keep(key, name, configs, canonical_names):
+            configs[key] = HostConfig(credential=credential, tls=tls_config)
     return configs
 
 

@@ -117,7 +117,8 @@ def test_http_only_when_written() -> None:
         "mirrors: {docker.io: {endpoint: ['']}}",
         "mirrors: {docker.io: {endpoint: [5]}}",
         "mirrors: {'bad host!': {endpoint: []}}",
-        "mirrors: {docker.io: {endpoint: []}, index.docker.io: {endpoint: []}}",
+        "mirrors: {docker.io: {endpoint: []}, Docker.IO: {endpoint: []}}",
+        "configs: {h.example: {}, H.example: {}}",
         "configs: {'*': {auth: {username: a, password: b}}}",
         "configs: {h: {auth: {username: a}}}",
         "configs: {h: {auth: {user: a, password: b}}}",
@@ -151,3 +152,32 @@ def test_yaml_tags_are_not_constructed() -> None:
     with pytest.raises(ImprimaturError) as caught:
         RegistryConfig.from_yaml("mirrors: !!python/object/apply:os.system ['true']")
     assert caught.value.reason is Reason.CONFIG_INVALID
+
+
+@pytest.mark.parametrize("alias", ["index.docker.io", "registry-1.docker.io"])
+@pytest.mark.parametrize("alias_first", [True, False])
+def test_docker_hub_listed_under_two_names_loads_and_docker_io_wins(alias: str, alias_first: bool) -> None:
+    entries = [
+        f"  {alias}:\n    endpoint: ['https://alias-mirror.internal']\n",
+        "  docker.io:\n    endpoint: ['https://hub-mirror.internal']\n",
+    ]
+    configs = [
+        f"  {alias}:\n    auth: {{username: aliasuser, password: p}}\n",
+        "  docker.io:\n    auth: {username: hubuser, password: p}\n",
+    ]
+    order = slice(None) if alias_first else slice(None, None, -1)
+    text = "mirrors:\n" + "".join(entries[order]) + "configs:\n" + "".join(configs[order])
+    config = RegistryConfig.from_yaml(text)
+    expected = (
+        Endpoint("https", "hub-mirror.internal", "/v2", mirror=True),
+        Endpoint("https", "index.docker.io", "/v2", mirror=False),
+    )
+    for name in ("docker.io", "index.docker.io", "registry-1.docker.io"):
+        assert config.endpoints(name) == expected
+    hub = config.host_config("index.docker.io")
+    assert hub is not None and hub.credential is not None and hub.credential.username == "hubuser"
+
+
+def test_a_docker_hub_alias_alone_still_applies() -> None:
+    config = RegistryConfig.from_yaml("mirrors: {index.docker.io: {endpoint: ['https://m.internal']}}")
+    assert config.endpoints("docker.io")[0] == Endpoint("https", "m.internal", "/v2", mirror=True)
