@@ -64,14 +64,26 @@ WORKLOAD_RESOURCES: Final = frozenset(
         GroupVersionResource("", "v1", "replicationcontrollers"),
     }
 )
+# --- validate-policies (operator side, controller/admission/policy_review.py): our own CRDs
+WEBHOOK_POLICIES: Final = "validate-policies"
+POLICY_CRD_RESOURCES: Final = frozenset(
+    {
+        GroupVersionResource("imprimatur.dev", "v1alpha1", "clusterimagepolicies"),
+        GroupVersionResource("imprimatur.dev", "v1alpha1", "imagepolicies"),
+        GroupVersionResource("imprimatur.dev", "v1alpha1", "trustroots"),
+    }
+)
+# --- end validate-policies
 WEBHOOK_RESOURCES: Final[Mapping[str, frozenset[GroupVersionResource]]] = {
     WEBHOOK_PODS: POD_RESOURCES,
     WEBHOOK_WORKLOADS: WORKLOAD_RESOURCES,
+    WEBHOOK_POLICIES: POLICY_CRD_RESOURCES,
 }
 # Which subresources each webhook reviews (None: the resource itself).
 WEBHOOK_SUBRESOURCES: Final[Mapping[str, frozenset[str | None]]] = {
     WEBHOOK_PODS: frozenset({None, "ephemeralcontainers"}),
     WEBHOOK_WORKLOADS: frozenset({None}),
+    WEBHOOK_POLICIES: frozenset({None}),
 }
 
 NO_IMAGES_REASON: Final = "NoNewImages"  # an UPDATE that adds no image: nothing to verify
