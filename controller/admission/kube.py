@@ -1,7 +1,9 @@
-"""Reading single objects from the Kubernetes API: Secrets, ServiceAccounts and ConfigMaps, by name.
+"""Reading single objects from the Kubernetes API (Secrets, ServiceAccounts and ConfigMaps, by name), and
+writing the ``status`` of our own objects outside of a kopf handler.
 
-Least privilege: only ``get`` by name, never ``list`` or ``watch``. Every read is bounded in time and
-bytes and runs in a worker thread, so the event loop never blocks on the API server.
+Least privilege: only ``get`` by name, never ``list`` or ``watch``; only ``patch`` of ``/status``.
+Every call is bounded in time and bytes and runs in a worker thread, so the event loop never blocks on
+the API server.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import asyncio
 import json
 import os
 from collections.abc import Mapping
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 import kubernetes
 
@@ -21,6 +23,8 @@ CoreResource = Literal["secrets", "serviceaccounts", "configmaps"]
 MAX_OBJECT_BYTES: Final = 2 * 1024 * 1024  # a Secret or ConfigMap holds at most 1 MiB of data
 CONNECT_TIMEOUT_SECONDS: Final = 3.0
 READ_TIMEOUT_SECONDS: Final = 5.0
+STATUS_GROUP: Final = "imprimatur.dev"  # the only objects whose status we write
+STATUS_VERSION: Final = "v1alpha1"
 
 
 class KubeReader(Protocol):
@@ -31,11 +35,23 @@ class KubeReader(Protocol):
         ...
 
 
+@runtime_checkable
+class StatusWriter(Protocol):
+    """Merge-patches the ``status`` subresource of one of our custom objects."""
+
+    async def patch_status(
+        self, plural: str, namespace: str | None, name: str, status: Mapping[str, object]
+    ) -> bool:
+        """True when patched, False when the object does not exist. Raises :class:`FetchError`."""
+        ...
+
+
 class KubernetesReader:
     """:class:`KubeReader` over the official client (in-cluster service account, or a kubeconfig)."""
 
     def __init__(self, api_client: Any) -> None:
         self._api = kubernetes.client.CoreV1Api(api_client)
+        self._custom = kubernetes.client.CustomObjectsApi(api_client)
 
     @classmethod
     def from_environment(cls) -> KubernetesReader:
@@ -100,3 +116,39 @@ class KubernetesReader:
         if not isinstance(document, dict):
             raise FetchError(Reason.INTERNAL_ERROR, f"kubernetes API: {where}: not an object")
         return document
+
+    async def patch_status(
+        self, plural: str, namespace: str | None, name: str, status: Mapping[str, object]
+    ) -> bool:
+        return await asyncio.to_thread(self._patch_status, plural, namespace, name, dict(status))
+
+    def _patch_status(self, plural: str, namespace: str | None, name: str, status: dict[str, object]) -> bool:
+        where = (
+            f"PATCH {plural}/{name}/status"
+            if namespace is None
+            else f"PATCH {plural} {namespace}/{name}/status"
+        )
+        options: dict[str, Any] = {
+            "_content_type": "application/merge-patch+json",
+            "_request_timeout": (CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
+        }
+        try:
+            if namespace is None:
+                self._custom.patch_cluster_custom_object_status(
+                    STATUS_GROUP, STATUS_VERSION, plural, name, {"status": status}, **options
+                )
+            else:
+                self._custom.patch_namespaced_custom_object_status(
+                    STATUS_GROUP, STATUS_VERSION, namespace, plural, name, {"status": status}, **options
+                )
+        except kubernetes.client.ApiException as e:
+            if e.status == 404:
+                return False
+            raise FetchError(
+                Reason.INTERNAL_ERROR, f"kubernetes API: {where}: HTTP {e.status} {e.reason}"
+            ) from e
+        except Exception as e:  # urllib3 and socket errors: the API server could not be reached
+            raise FetchError(
+                Reason.INTERNAL_ERROR, f"kubernetes API: {where}: {type(e).__name__}: {e}"
+            ) from e
+        return True

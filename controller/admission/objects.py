@@ -1,19 +1,26 @@
-"""The controller's own objects (ClusterImagePolicy, ImagePolicy, TrustRoot): compiled into entries,
-and the ``status`` each should carry.
+"""The controller's own objects (ClusterImagePolicy, ImagePolicy, TrustRoot), compiled into entries.
+
+The same compilers serve the operator (indexes) and the ``validate-policies`` webhook, so what
+``kubectl apply`` refuses is exactly what the controller could not load. The ``status`` each entry
+implies is :mod:`controller.admission.status`.
 
 An object that does not compile is not dropped: its entry keeps the error, the error becomes the
 object's ``Ready=False`` condition, and it is counted as invalid. An invalid policy never allows
-anything (it is simply not in the policy set); an invalid trust root is absent from the engine's
-roots, so every policy naming it fails closed with ``TrustRootUnknown``.
+anything; an invalid trust root is absent from the engine's roots, so every policy naming it fails
+closed with ``TrustRootUnknown``.
+
+A TrustRoot's ``configMapRef``/``secretRef`` may only name the controller's own namespace (see
+:mod:`controller.admission.namespaces`); the entry remembers the reference and the digest of the data,
+so :func:`refresh_trust_root_entry` can pick up edits of the ConfigMap or Secret.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Final
 
 from controller.admission.kube import CoreResource, KubeReader
@@ -70,6 +77,9 @@ class TrustRootEntry:
     source: str
     reason: Reason | None = None
     detail: str = ""
+    ref: TrustRootRef | None = None  # the ConfigMap or Secret key it was read from, if any
+    data_digest: str = ""  # sha256 of the data it was loaded from
+    ref_missing: bool = False  # invalid only because the referenced object does not exist (yet)
 
     @property
     def ready(self) -> bool:
@@ -110,31 +120,59 @@ def compile_policy_entry(body: Mapping[str, object]) -> PolicyEntry:
     return PolicyEntry(key, generation, policy)
 
 
-def _ref(spec: Mapping[str, object], field: str) -> tuple[str, str, str]:
+@dataclass(frozen=True, slots=True)
+class TrustRootRef:
+    """Where a TrustRoot's data lives when it is not inline: a key of a ConfigMap or a Secret."""
+
+    resource: CoreResource
+    namespace: str
+    name: str
+    key: str
+
+    def __str__(self) -> str:
+        what = "ConfigMap" if self.resource == "configmaps" else "Secret"
+        return f"{what} {self.namespace}/{self.name}[{self.key}]"
+
+
+class _RefMissingError(PolicyError):
+    """The referenced ConfigMap or Secret does not exist (yet)."""
+
+
+def _ref(spec: Mapping[str, object], field: str, namespace: str | None) -> TrustRootRef:
     ref = spec.get(field)
     if not isinstance(ref, Mapping):
-        raise PolicyError(Reason.TRUST_ROOT_INVALID, f"spec.{field} must be an object")
+        raise _invalid_root(f"spec.{field} must be an object")
     values = []
     for part in ("namespace", "name", "key"):
         value = ref.get(part)
         if not isinstance(value, str) or not value or len(value) > 253:
-            raise PolicyError(Reason.TRUST_ROOT_INVALID, f"spec.{field}.{part} must be a non-empty string")
+            raise _invalid_root(f"spec.{field}.{part} must be a non-empty string")
         values.append(value)
-    return values[0], values[1], values[2]
+    if namespace is None:
+        raise _invalid_root(
+            f"spec.{field}.namespace: the controller's own namespace is unknown (set IMPRIMATUR_NAMESPACE), "
+            "so no reference is followed"
+        )
+    if values[0] != namespace:
+        raise _invalid_root(
+            f"spec.{field}.namespace: {values[0][:63]!r} is not allowed: a TrustRoot may only reference "
+            f"the controller's namespace {namespace!r}"
+        )
+    resource: CoreResource = "configmaps" if field == "configMapRef" else "secrets"
+    return TrustRootRef(resource, values[0], values[1], values[2])
 
 
-async def _read_ref(
-    reader: KubeReader | None, resource: CoreResource, namespace: str, name: str, key: str
-) -> bytes:
-    what = f"{'ConfigMap' if resource == 'configmaps' else 'Secret'} {namespace}/{name}"
+async def read_ref(reader: KubeReader | None, ref: TrustRootRef) -> bytes:
+    """The bytes under ``ref.key``; raises :class:`PolicyError` (``TrustRootInvalid``)."""
+    resource, what, key = ref.resource, str(ref).split("[", 1)[0], ref.key
     if reader is None:
-        raise PolicyError(Reason.TRUST_ROOT_INVALID, f"{what}: no Kubernetes API to read it from")
+        raise _invalid_root(f"{what}: no Kubernetes API to read it from")
     try:
-        obj = await reader.read(resource, namespace, name)
+        obj = await reader.read(ref.resource, ref.namespace, ref.name)
     except ImprimaturError as e:
-        raise PolicyError(Reason.TRUST_ROOT_INVALID, f"{what}: {e.detail}") from e
+        raise _invalid_root(f"{what}: {e.detail}") from e
     if obj is None:
-        raise PolicyError(Reason.TRUST_ROOT_INVALID, f"{what} does not exist")
+        raise _RefMissingError(Reason.TRUST_ROOT_INVALID, f"{what} does not exist")
     data = obj.get("data")
     value = data.get(key) if isinstance(data, Mapping) else None
     if resource == "configmaps" and value is None:
@@ -143,13 +181,13 @@ async def _read_ref(
         if isinstance(encoded, str):
             resource, value = "secrets", encoded  # binaryData is base64, as Secret data is
     if not isinstance(value, str):
-        raise PolicyError(Reason.TRUST_ROOT_INVALID, f"{what} has no key {key!r}")
+        raise _invalid_root(f"{what} has no key {key!r}")
     if resource == "configmaps":
         return value.encode("utf-8")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as e:
-        raise PolicyError(Reason.TRUST_ROOT_INVALID, f"{what} key {key!r} is not base64") from e
+        raise _invalid_root(f"{what} key {key!r} is not base64") from e
 
 
 _SOURCES: Final = ("inline", "configMapRef", "secretRef")
@@ -173,7 +211,8 @@ def _describe_source(body: Mapping[str, object]) -> str:
     return "-"
 
 
-async def _trust_root_data(key: ObjectKey, body: Mapping[str, object], reader: KubeReader | None) -> bytes:
+def _trust_root_ref(key: ObjectKey, body: Mapping[str, object], namespace: str | None) -> TrustRootRef | str:
+    """The reference a TrustRoot's spec names, or its inline data; raises ``TrustRootInvalid``."""
     if key.name in BUILTIN_TRUST_ROOT_NAMES:
         raise _invalid_root(f"the name {key.name!r} is reserved for a built-in root")
     if not key.name:
@@ -191,118 +230,88 @@ async def _trust_root_data(key: ObjectKey, body: Mapping[str, object], reader: K
         inline = spec["inline"]
         if not isinstance(inline, str):
             raise _invalid_root("spec.inline must be a string")
-        data = inline.encode("utf-8")
-    else:
-        resource: CoreResource = "configmaps" if sources[0] == "configMapRef" else "secrets"
-        namespace, name, data_key = _ref(spec, sources[0])
-        data = await _read_ref(reader, resource, namespace, name, data_key)
+        return inline
+    return _ref(spec, sources[0], namespace)
+
+
+def _load_root(name: str, data: bytes) -> TrustRoot:
     if len(data) > MAX_TRUST_ROOT_BYTES:
         raise _invalid_root(f"larger than {MAX_TRUST_ROOT_BYTES} bytes")
-    return data
+    return TrustRoot.from_json(data, name)
 
 
-async def compile_trust_root_entry(body: Mapping[str, object], reader: KubeReader | None) -> TrustRootEntry:
+def _invalid_entry(
+    key: ObjectKey,
+    generation: int | None,
+    source: str,
+    ref: TrustRootRef | None,
+    error: Exception,
+    data_digest: str = "",
+) -> TrustRootEntry:
+    if isinstance(error, ImprimaturError):
+        detail = (
+            error.detail if error.reason == Reason.TRUST_ROOT_INVALID else f"{error.reason}: {error.detail}"
+        )
+    else:  # a parser bug must still leave a visible, invalid entry
+        detail = f"{type(error).__name__}: {error}"[:1024]
+    return TrustRootEntry(
+        key,
+        generation,
+        None,
+        source,
+        Reason.TRUST_ROOT_INVALID,
+        detail,
+        ref=ref,
+        data_digest=data_digest,
+        ref_missing=isinstance(error, _RefMissingError),
+    )
+
+
+async def compile_trust_root_entry(
+    body: Mapping[str, object], reader: KubeReader | None, namespace: str | None = None
+) -> TrustRootEntry:
     """Load a TrustRoot object: exactly one of ``inline``, ``configMapRef``, ``secretRef``.
 
-    The built-in names (``public-good``, ``staging``) cannot be redefined. An invalid one keeps its error.
+    References are followed only into ``namespace`` (the controller's; None: none is followed). The
+    built-in names (``public-good``, ``staging``) cannot be redefined. An invalid one keeps its error.
     """
     key = object_key(body)
     generation = generation_of(body)
     source = _describe_source(body)
+    ref: TrustRootRef | None = None
+    data = b""
     try:
-        root = TrustRoot.from_json(await _trust_root_data(key, body, reader), key.name)
-    except ImprimaturError as e:
-        detail = e.detail if e.reason == Reason.TRUST_ROOT_INVALID else f"{e.reason}: {e.detail}"
-        return TrustRootEntry(key, generation, None, source, Reason.TRUST_ROOT_INVALID, detail)
-    except Exception as e:  # noqa: BLE001 - a parser bug must still leave a visible, invalid entry
-        detail = f"{type(e).__name__}: {e}"[:1024]
-        return TrustRootEntry(key, generation, None, source, Reason.TRUST_ROOT_INVALID, detail)
-    return TrustRootEntry(key, generation, root, source)
+        found = _trust_root_ref(key, body, namespace)
+        if isinstance(found, str):
+            data = found.encode("utf-8")
+        else:
+            ref = found
+            data = await read_ref(reader, ref)
+        root = _load_root(key.name, data)
+    except Exception as e:  # noqa: BLE001 - every failure becomes the entry's visible error
+        return _invalid_entry(key, generation, source, ref, e, _digest(data) if data else "")
+    return TrustRootEntry(key, generation, root, source, ref=ref, data_digest=_digest(data))
 
 
-# --- status
+async def refresh_trust_root_entry(entry: TrustRootEntry, reader: KubeReader | None) -> TrustRootEntry:
+    """Re-read a referenced TrustRoot's data: ``entry`` itself when unchanged, else a new entry."""
+    if entry.ref is None:
+        return entry
+    try:
+        data = await read_ref(reader, entry.ref)
+    except PolicyError as e:
+        fresh = _invalid_entry(entry.key, entry.generation, entry.source, entry.ref, e)
+        same = (fresh.detail, fresh.ref_missing) == (entry.detail, entry.ref_missing)
+        return entry if not entry.ready and same else fresh
+    digest = _digest(data)
+    if digest == entry.data_digest:
+        return entry
+    try:
+        root = _load_root(entry.key.name, data)
+    except Exception as e:  # noqa: BLE001 - as in compile_trust_root_entry
+        return _invalid_entry(entry.key, entry.generation, entry.source, entry.ref, e, digest)
+    return TrustRootEntry(entry.key, entry.generation, root, entry.source, ref=entry.ref, data_digest=digest)
 
 
-def _condition(
-    ready: bool,
-    *,
-    reason: str,
-    message: str,
-    generation: int | None,
-    previous: Mapping[str, object] | None,
-    now: datetime,
-) -> dict[str, object]:
-    status = "True" if ready else "False"
-    since = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    if (
-        previous is not None
-        and previous.get("status") == status
-        and isinstance(previous.get("lastTransitionTime"), str)
-    ):
-        since = str(previous["lastTransitionTime"])
-    condition: dict[str, object] = {
-        "type": "Ready",
-        "status": status,
-        "reason": reason,
-        "message": message[:MAX_CONDITION_MESSAGE],
-        "lastTransitionTime": since,
-    }
-    if generation is not None:
-        condition["observedGeneration"] = generation
-    return condition
-
-
-def _previous_ready(body: Mapping[str, object]) -> Mapping[str, object] | None:
-    status = body.get("status")
-    conditions = status.get("conditions") if isinstance(status, Mapping) else None
-    if not isinstance(conditions, list):
-        return None
-    for condition in conditions:
-        if isinstance(condition, Mapping) and condition.get("type") == "Ready":
-            return condition
-    return None
-
-
-def desired_status(
-    body: Mapping[str, object], entry: PolicyEntry | TrustRootEntry, now: datetime | None = None
-) -> dict[str, object]:
-    """The ``status`` an object should carry: ``conditions`` (Ready) and ``observedGeneration``.
-
-    ``lastTransitionTime`` is kept from the current Ready condition unless its status flips.
-    """
-    when = now or datetime.now(UTC)
-    if entry.ready:
-        ready_reason = TRUST_ROOT_READY_REASON if isinstance(entry, TrustRootEntry) else READY_REASON
-        message = f"{ready_reason}: {entry.key}"
-        condition = _condition(
-            True,
-            reason=ready_reason,
-            message=message,
-            generation=entry.generation,
-            previous=_previous_ready(body),
-            now=when,
-        )
-    else:
-        reason = str(entry.reason or Reason.INTERNAL_ERROR)
-        condition = _condition(
-            False,
-            reason=reason,
-            message=f"{reason}: {entry.detail}",
-            generation=entry.generation,
-            previous=_previous_ready(body),
-            now=when,
-        )
-    status: dict[str, object] = {"conditions": [condition]}
-    if entry.generation is not None:
-        status["observedGeneration"] = entry.generation
-    if isinstance(entry, TrustRootEntry):
-        status["source"] = entry.source[:512]
-    return status
-
-
-def status_differs(body: Mapping[str, object], desired: Mapping[str, object]) -> bool:
-    """Whether ``body.status`` lacks or differs from any field of ``desired`` (so a patch is needed)."""
-    current = body.get("status")
-    if not isinstance(current, Mapping):
-        return True
-    return any(current.get(k) != v for k, v in desired.items())
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

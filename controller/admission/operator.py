@@ -9,11 +9,27 @@ fails. Each event of a policy or trust root rebuilds the engine from the indexes
 which kopf drops from an index without a handler call, are seen too) and brings the object's
 ``status`` (Ready condition, observedGeneration) up to date; only ``/status`` is patched and only
 when it differs, so no kopf bookkeeping is written to the user's objects.
+
+**Status tells the truth.** A policy is Ready only when its trust root is loaded too (else
+``TrustRootUnknown``). A change of trust roots (created, deleted, its data edited) therefore changes
+other objects' status: those are merge-patched through the API (:class:`StatusWriter`), since kopf only
+hands a ``patch`` to the handler of the object that changed.
+
+**TrustRoot references** are followed only into the controller's namespace. Their data is re-read every
+``refresh_seconds`` (a ``get`` by name per referenced object; no list/watch, so a namespaced Role with
+``get`` is all it takes: kopf's own watches are cluster-wide and would need a ClusterRole over every
+Secret), and a TrustRoot whose data changed is recompiled, without waiting for the TrustRoot itself to
+change.
+
+**Namespaces** are indexed for their labels (:mod:`controller.admission.namespaces`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -21,6 +37,8 @@ import kopf
 
 from controller.admission.handlers import Admission
 from controller.admission.kube import KubeReader
+from controller.admission.log_filters import quiet_admission_denials
+from controller.admission.namespaces import NAMESPACE_INDEX, NamespaceLabels, controller_namespace
 from controller.admission.objects import (
     GROUP,
     VERSION,
@@ -29,12 +47,21 @@ from controller.admission.objects import (
     TrustRootEntry,
     compile_policy_entry,
     compile_trust_root_entry,
-    desired_status,
     object_key,
-    status_differs,
+    refresh_trust_root_entry,
 )
+from controller.admission.policy_review import PolicyReview
 from controller.admission.state import PolicyState
-from controller.admission.webhook import POD_RESOURCES, WEBHOOK_PODS, WEBHOOK_WORKLOADS, WORKLOAD_RESOURCES
+from controller.admission.status import desired_status, status_differs
+from controller.admission.status_sync import StatusSync
+from controller.admission.webhook import (
+    POD_RESOURCES,
+    POLICY_CRD_RESOURCES,
+    WEBHOOK_PODS,
+    WEBHOOK_POLICIES,
+    WEBHOOK_WORKLOADS,
+    WORKLOAD_RESOURCES,
+)
 from controller.errors import Reason
 
 log = logging.getLogger(__name__)
@@ -47,6 +74,7 @@ TRUST_ROOT_INDEX: Final = "imprimatur_trust_roots"
 CRD_NAMES: Final = frozenset(
     {f"clusterimagepolicies.{GROUP}", f"imagepolicies.{GROUP}", f"trustroots.{GROUP}"}
 )
+DEFAULT_REFRESH_SECONDS: Final = 15.0
 
 
 def _entries(indices: Mapping[str, Any], name: str) -> list[Any]:
@@ -66,21 +94,61 @@ def _entry(indices: Mapping[str, Any], name: str, key: ObjectKey) -> PolicyEntry
     return None
 
 
+class _Unset:
+    pass
+
+
+_UNSET: Final = _Unset()
+
+
 class Loader:
     """Keeps :class:`PolicyState` in step with kopf's indexes, and the objects' status with their entries."""
 
-    def __init__(self, state: PolicyState, reader: KubeReader | None) -> None:
+    def __init__(
+        self,
+        state: PolicyState,
+        reader: KubeReader | None,
+        *,
+        namespace: str | _Unset | None = _UNSET,
+        refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
+    ) -> None:
         self.state = state
         self.reader = reader
+        # The lead's build_controller may pass options.namespace; until then, read it as options would.
+        self.namespace = controller_namespace(os.environ) if isinstance(namespace, _Unset) else namespace
+        self.refresh_seconds = refresh_seconds
         self.crds_seen: set[str] = set()
+        self.namespaces = NamespaceLabels(state.engine)
+        self.policy_review = PolicyReview(reader, self.namespace, state.trust_root_readiness)
+        self._indices: dict[str, Any] = {}  # kopf's live Index objects, kept for the refresh task
+        self.statuses = StatusSync(reader)
+        # TrustRoots recompiled after their ConfigMap/Secret changed: (the index entry, its successor).
+        self._refreshed: dict[ObjectKey, tuple[TrustRootEntry, TrustRootEntry]] = {}
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    def _trust_roots(self) -> list[TrustRootEntry]:
+        roots = []
+        for entry in _entries(self._indices, TRUST_ROOT_INDEX):
+            if not isinstance(entry, TrustRootEntry):
+                continue
+            refreshed = self._refreshed.get(entry.key)
+            roots.append(refreshed[1] if refreshed is not None and refreshed[0] is entry else entry)
+        return roots
 
     def rebuild(self, indices: Mapping[str, Any]) -> None:
+        for name in (CLUSTER_POLICY_INDEX, POLICY_INDEX, TRUST_ROOT_INDEX, NAMESPACE_INDEX):
+            if name in indices:
+                self._indices[name] = indices[name]
         policies = [
             e
-            for e in _entries(indices, CLUSTER_POLICY_INDEX) + _entries(indices, POLICY_INDEX)
+            for e in _entries(self._indices, CLUSTER_POLICY_INDEX) + _entries(self._indices, POLICY_INDEX)
             if isinstance(e, PolicyEntry)
         ]
-        roots = [e for e in _entries(indices, TRUST_ROOT_INDEX) if isinstance(e, TrustRootEntry)]
+        roots = self._trust_roots()
+        live = {r.key for r in roots}
+        for key in [k for k in self._refreshed if k not in live]:
+            del self._refreshed[key]
         self.state.apply(policies, roots)
 
     # kopf index handlers: one entry per object, keyed by (kind, namespace, name)
@@ -92,21 +160,31 @@ class Loader:
     async def index_trust_root(
         self, *, body: Mapping[str, object], **_: Any
     ) -> dict[ObjectKey, TrustRootEntry]:
-        entry = await compile_trust_root_entry(body, self.reader)
+        entry = await compile_trust_root_entry(body, self.reader, self.namespace)
         return {entry.key: entry}
 
     # kopf event handlers: called for every event (incl. DELETED) after the index saw it
+
+    def _desired(self, body: Mapping[str, object], entry: PolicyEntry | TrustRootEntry) -> dict[str, object]:
+        trust_roots = self.state.trust_root_readiness() if isinstance(entry, PolicyEntry) else None
+        return desired_status(body, entry, trust_roots=trust_roots)
 
     def _on_event(
         self, index: str, type: str | None, body: Mapping[str, object], patch: Any, kwargs: Mapping[str, Any]
     ) -> None:
         self.rebuild(kwargs)
+        key = object_key(body)
         if type == "DELETED":
+            self.statuses.forget(key)
             return
-        entry = _entry(kwargs, index, object_key(body))
+        self.statuses.seen(key, body)
+        entry = _entry(kwargs, index, key)
+        if isinstance(entry, TrustRootEntry):
+            refreshed = self._refreshed.get(key)
+            entry = refreshed[1] if refreshed is not None and refreshed[0] is entry else entry
         if entry is None:
             return
-        desired = desired_status(body, entry)
+        desired = self._desired(body, entry)
         if status_differs(body, desired):
             patch["status"] = desired
 
@@ -124,14 +202,78 @@ class Loader:
         self, *, type: str | None, body: Mapping[str, object], patch: Any, **kwargs: Any
     ) -> None:
         self._on_event(TRUST_ROOT_INDEX, type, body, patch, kwargs)
+        if self.state.loaded:
+            await self.sync_statuses(skip=object_key(body))
 
     async def on_crd_event(self, *, name: str | None, **kwargs: Any) -> None:
         """kopf calls this only after every index is populated: once all our CRDs are seen, we are loaded."""
         if name in CRD_NAMES:
             self.crds_seen.add(name)
         if self.crds_seen >= CRD_NAMES and not self.state.loaded:
+            self.namespaces.push(kwargs)
             self.rebuild(kwargs)
             self.state.mark_loaded()
+            await self.sync_statuses()
+
+    async def sync_statuses(self, *, skip: ObjectKey | None = None) -> int:
+        """Patch the objects whose status no longer tells the truth (``skip``: the one kopf handles now)."""
+        entries: list[PolicyEntry | TrustRootEntry] = [
+            *self.state.policy_entries,
+            *self.state.trust_root_entries,
+        ]
+        return await self.statuses.sync(entries, self._desired, skip=skip)
+
+    # TrustRoot references: re-read, recompile when the data changed
+
+    async def refresh_references(self) -> bool:
+        """Re-read every referenced ConfigMap/Secret key; recompile what changed. True if anything did."""
+        async with self._lock:
+            changed = False
+            for entry in self._trust_roots():
+                if entry.ref is None:
+                    continue
+                fresh = await refresh_trust_root_entry(entry, self.reader)
+                if fresh is entry:
+                    continue
+                base = next(
+                    (
+                        e
+                        for e in _entries(self._indices, TRUST_ROOT_INDEX)
+                        if isinstance(e, TrustRootEntry) and e.key == entry.key
+                    ),
+                    None,
+                )
+                if base is None:
+                    continue  # deleted meanwhile
+                log.info(
+                    "%s: %s changed: %s", entry.key, entry.ref, "loaded" if fresh.ready else fresh.detail
+                )
+                self._refreshed[entry.key] = (base, fresh)
+                changed = True
+            if changed:
+                self.rebuild({})
+                if self.state.loaded:
+                    await self.sync_statuses()
+            return changed
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_seconds)
+            try:
+                await self.refresh_references()
+            except Exception:
+                log.exception("refreshing TrustRoot references failed")
+
+    async def on_startup(self, **_: Any) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._refresh_forever(), name="imprimatur-trust-root-refresh")
+
+    async def on_cleanup(self, **_: Any) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def probe(self, **_: Any) -> dict[str, object]:
         """Readiness: fails (HTTP 500 from kopf's health endpoint) until loaded."""
@@ -166,6 +308,13 @@ def _is_our_crd(name: str | None = None, **_: Any) -> bool:
     return name in CRD_NAMES
 
 
+def _is_policy_crd(resource: kopf.Resource) -> bool:
+    return any(
+        (resource.group, resource.version, resource.plural) == (r.group, r.version, r.resource)
+        for r in POLICY_CRD_RESOURCES
+    )
+
+
 LoginFn = Callable[..., Any]
 
 
@@ -181,6 +330,10 @@ def build_registry(
     )(admission.validate_pods)
     kopf.on.validate(_is_workload, id=WEBHOOK_WORKLOADS, operations=["CREATE", "UPDATE"], registry=registry)(
         admission.validate_workloads
+    )
+
+    kopf.on.validate(_is_policy_crd, id=WEBHOOK_POLICIES, operations=["CREATE", "UPDATE"], registry=registry)(
+        loader.policy_review.validate
     )
 
     kopf.index(GROUP, VERSION, "clusterimagepolicies", id=CLUSTER_POLICY_INDEX, registry=registry)(
@@ -207,6 +360,13 @@ def build_registry(
         registry=registry,
     )(loader.on_crd_event)
 
+    kopf.index("", "v1", "namespaces", id=NAMESPACE_INDEX, registry=registry)(loader.namespaces.index)
+    kopf.on.event("", "v1", "namespaces", id="namespace-labels", registry=registry)(
+        loader.namespaces.on_event
+    )
+
+    kopf.on.startup(id="trust-root-refresh", registry=registry)(loader.on_startup)
+    kopf.on.cleanup(id="trust-root-refresh-stop", registry=registry)(loader.on_cleanup)
     kopf.on.probe(id="policies", registry=registry)(loader.probe)
     return registry
 
@@ -227,3 +387,4 @@ def configure_settings(
     settings.peering.standalone = standalone
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 30
+    quiet_admission_denials((WEBHOOK_PODS, WEBHOOK_WORKLOADS, WEBHOOK_POLICIES))

@@ -13,6 +13,8 @@ IMPRIMATUR_TLS_DIR                     tls.crt, tls.key (and ca.crt)           /
 IMPRIMATUR_TLS_RELOAD_SECONDS          how often the TLS files are re-read     10
 IMPRIMATUR_LIVENESS_ENDPOINT           health (readiness) URL                  http://0.0.0.0:8080/healthz
 IMPRIMATUR_METRICS_PORT                Prometheus /metrics port (0: off)       9090
+IMPRIMATUR_METRICS_ADDR                listen address of /metrics              0.0.0.0
+IMPRIMATUR_NAMESPACE                   own namespace: TrustRoot refs only here (see below)
 IMPRIMATUR_REGISTRY_CONFIG             registries.yaml (mirrors, TLS, auth)    /etc/imprimatur/registries.yaml
 IMPRIMATUR_DOCKER_CONFIG               controller-wide docker config.json      (none)
 IMPRIMATUR_DOCKER_CONFIG_SECRET        the same, as a Secret: namespace/name   (none)
@@ -22,6 +24,10 @@ IMPRIMATUR_CREDENTIALS_TTL_SECONDS     cache of pull secrets/ServiceAccounts   3
 IMPRIMATUR_STANDALONE                  kopf without peering                    true
 IMPRIMATUR_LOG_LEVEL                   debug, info, warning, error             info
 =====================================  ======================================  =====================
+
+``IMPRIMATUR_NAMESPACE`` falls back to the service account's namespace file, then ``POD_NAMESPACE``
+(:func:`controller.admission.namespaces.controller_namespace`). When none is known, TrustRoots that
+reference a ConfigMap or Secret are invalid (fail closed); inline ones still load.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
+from controller.admission.namespaces import controller_namespace
 from controller.errors import PolicyError, Reason
 
 DEFAULT_TLS_DIR: Final = "/etc/imprimatur/tls"
@@ -44,6 +51,8 @@ DEFAULT_MAX_CONCURRENT_REVIEWS: Final = 32
 DEFAULT_CREDENTIALS_TTL_SECONDS: Final = 30.0
 DEFAULT_TLS_RELOAD_SECONDS: Final = 10.0
 LOG_LEVELS: Final = frozenset({"debug", "info", "warning", "error"})
+# A host name, an IPv4 address or an IPv6 address (no brackets), as aiohttp's TCPSite takes it.
+_ADDR_RE: Final = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9.]{0,251}[A-Za-z0-9])?|[0-9A-Fa-f:.]{2,45})$")
 _SECRET_REF_RE: Final = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)/([a-z0-9]([-a-z0-9.]*[a-z0-9])?)$")
 
 
@@ -89,6 +98,7 @@ class ServerOptions:
     credentials_ttl_seconds: float = DEFAULT_CREDENTIALS_TTL_SECONDS
     standalone: bool = True
     log_level: str = "info"
+    namespace: str | None = None
 
     @property
     def tls_files(self) -> tuple[Path, Path, Path] | None:
@@ -157,6 +167,9 @@ class ServerOptions:
         if log_level not in LOG_LEVELS:
             raise _config_error(f"IMPRIMATUR_LOG_LEVEL={log_level[:40]!r} is not one of {sorted(LOG_LEVELS)}")
         tls_dir = text("IMPRIMATUR_TLS_DIR") or DEFAULT_TLS_DIR
+        metrics_addr = text("IMPRIMATUR_METRICS_ADDR") or "0.0.0.0"  # noqa: S104
+        if not _ADDR_RE.match(metrics_addr):
+            raise _config_error(f"IMPRIMATUR_METRICS_ADDR={metrics_addr[:60]!r} is not a host or IP address")
 
         return cls(
             webhook_addr=text("IMPRIMATUR_WEBHOOK_ADDR") or "0.0.0.0",  # noqa: S104
@@ -166,6 +179,7 @@ class ServerOptions:
             tls_reload_seconds=number("IMPRIMATUR_TLS_RELOAD_SECONDS", DEFAULT_TLS_RELOAD_SECONDS, 0.1, 3600),
             liveness_endpoint=liveness,
             metrics_port=int(number("IMPRIMATUR_METRICS_PORT", 9090, 0, 65535)),
+            metrics_addr=metrics_addr,
             registry_config=Path(registry_config) if registry_config else None,
             docker_config=Path(docker_config) if docker_config else None,
             docker_config_secret=ObjectRef.parse(secret, "IMPRIMATUR_DOCKER_CONFIG_SECRET")
@@ -182,4 +196,5 @@ class ServerOptions:
             ),
             standalone=flag("IMPRIMATUR_STANDALONE", True),
             log_level=log_level,
+            namespace=controller_namespace(environ),
         )

@@ -119,6 +119,12 @@ class PolicyState:
     def trust_root_entries(self) -> tuple[TrustRootEntry, ...]:
         return self._roots
 
+    def trust_root_readiness(self) -> dict[str, bool]:
+        """Every trust root a policy may name -> whether it is loaded (built-in roots always are)."""
+        readiness = {entry.key.name: entry.ready for entry in self._roots}
+        readiness.update(dict.fromkeys(self._builtin, True))
+        return readiness
+
     def summary(self) -> StateSummary:
         policies, roots = self._policies, self._roots
         everything: list[PolicyEntry | TrustRootEntry] = [*policies, *roots]

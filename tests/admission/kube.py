@@ -19,10 +19,12 @@ from typing import Any
 
 import aiohttp
 import kmock
+import kmock._internal.parsing as kmock_parsing
 import kopf
 import yaml
 
 from controller.admission.kube import KubernetesReader
+from controller.admission.operator import Loader
 from controller.admission.server import Controller, serve_cluster
 from tests.admission.harness import RunningController, new_controller, start_in_thread_async
 from tests.fixtures.registry import free_port
@@ -57,8 +59,27 @@ def crd_documents() -> list[dict[str, Any]]:
     return [yaml.safe_load(path.read_text()) for path in sorted(CRD_DIR.glob("*.yaml"))]
 
 
+def _parse_namespace_paths(original: Callable[[str], Any]) -> Callable[[str], Any]:
+    """kmock reads ``/api/v1/namespaces`` and ``/api/v1/namespaces/NAME`` as a namespace prefix with no
+    resource (its parser has no notion of the cluster-scoped Namespace resource); read them as the
+    Namespace list and object, as kube-apiserver does. Every other path is parsed by kmock."""
+
+    def parse_path(path: str) -> Any:
+        parts = path.split("?", 1)[0].strip("/").split("/")
+        if parts[:3] == ["api", "v1", "namespaces"] and len(parts) <= 4:
+            return kmock_parsing.ParsedPath(
+                "", "v1", "namespaces", None, parts[3] if len(parts) == 4 else None, None
+            )
+        return original(path)
+
+    parse_path.patched = True  # type: ignore[attr-defined]
+    return parse_path
+
+
 def declare_resources(server: Any) -> None:
     """API discovery as kube-apiserver serves it, for the resources the controller touches."""
+    if not getattr(kmock_parsing.parse_path, "patched", False):
+        kmock_parsing.parse_path = _parse_namespace_paths(kmock_parsing.parse_path)
     for prefix, plural, kind, namespaced, subresources in RESOURCES:
         server.resources[f"{prefix}/{plural}"] = kmock.ResourceInfo(
             kind=kind,
@@ -136,10 +157,25 @@ def docker_config_secret(name: str, namespace: str, host: str, user: str, passwo
     }
 
 
+CONTROLLER_NAMESPACE = "imprimatur"
+
+
 async def start_operator(
-    url: str, *, cert: str, key: str, registries_yaml: str, tmp: Path, **overrides: Any
+    url: str,
+    *,
+    cert: str,
+    key: str,
+    registries_yaml: str,
+    tmp: Path,
+    namespace: str | None = CONTROLLER_NAMESPACE,
+    refresh_seconds: float = 0.2,
+    **overrides: Any,
 ) -> RunningController:
-    """The controller under kopf, logged in to the emulated API, in its own thread."""
+    """The controller under kopf, logged in to the emulated API, in its own thread.
+
+    Its own namespace is ``namespace`` (where TrustRoot references may point), and it re-reads
+    referenced ConfigMaps and Secrets every ``refresh_seconds``.
+    """
     controller: Controller = new_controller(
         cert=cert,
         key=key,
@@ -148,6 +184,9 @@ async def start_operator(
         reader=KubernetesReader.for_url(url),
         liveness_endpoint=f"http://127.0.0.1:{free_port()}/healthz",
         **overrides,
+    )
+    controller.loader = Loader(
+        controller.state, controller.loader.reader, namespace=namespace, refresh_seconds=refresh_seconds
     )
 
     def login(**_: Any) -> kopf.ConnectionInfo:

@@ -14,11 +14,12 @@ from controller.admission.kube import KubernetesReader
 from controller.admission.objects import (
     ObjectKey,
     PolicyEntry,
+    TrustRootRef,
     compile_policy_entry,
     compile_trust_root_entry,
-    desired_status,
-    status_differs,
+    refresh_trust_root_entry,
 )
+from controller.admission.status import desired_status, status_differs
 from controller.errors import Reason
 from tests.admission.harness import cluster_policy, trust_root
 from tests.admission.kube import Cluster, declare_resources
@@ -114,18 +115,18 @@ async def test_trust_root_from_configmap_and_secret(cluster: Cluster, sigstore_k
             "spec": {ref: {"namespace": "sig", "name": name, "key": key}},
         }
 
-    from_cm = await compile_trust_root_entry(body("configMapRef", "cm", "root.json"), reader)
+    from_cm = await compile_trust_root_entry(body("configMapRef", "cm", "root.json"), reader, "sig")
     assert from_cm.ready, from_cm.detail
     assert from_cm.source == "ConfigMap sig/cm[root.json]"
-    assert (await compile_trust_root_entry(body("configMapRef", "cm", "bin.json"), reader)).ready
-    from_secret = await compile_trust_root_entry(body("secretRef", "sec", "root.json"), reader)
+    assert (await compile_trust_root_entry(body("configMapRef", "cm", "bin.json"), reader, "sig")).ready
+    from_secret = await compile_trust_root_entry(body("secretRef", "sec", "root.json"), reader, "sig")
     assert from_secret.ready, from_secret.detail
     for ref, name, key, problem in [
         ("configMapRef", "cm", "absent", "has no key"),
         ("configMapRef", "nope", "root.json", "does not exist"),
         ("secretRef", "sec", "bad", "not base64"),
     ]:
-        entry = await compile_trust_root_entry(body(ref, name, key), reader)
+        entry = await compile_trust_root_entry(body(ref, name, key), reader, "sig")
         assert not entry.ready
         assert entry.reason == Reason.TRUST_ROOT_INVALID
         assert problem in entry.detail
@@ -163,3 +164,86 @@ def test_transition_time_changes_only_with_the_status() -> None:
     assert flipped["conditions"][0]["lastTransitionTime"] == "2026-02-01T00:00:00Z"  # type: ignore[index]
     assert status_differs(body, flipped)
     assert status_differs({}, first)
+
+
+def _ref_body(field: str, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "imprimatur.dev/v1alpha1",
+        "kind": "TrustRoot",
+        "metadata": {"name": "custom"},
+        "spec": {field: {"namespace": namespace, "name": "roots", "key": "root.json"}},
+    }
+
+
+class _Reader:
+    """Records every read: a reference outside the controller's namespace must not even be read."""
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[str, str, str]] = []
+
+    async def read(self, resource: Any, namespace: str, name: str) -> dict[str, object] | None:
+        self.reads.append((resource, namespace, name))
+        return None
+
+
+@pytest.mark.parametrize("field", ["configMapRef", "secretRef"])
+async def test_references_only_into_the_controller_namespace(field: str) -> None:
+    reader = _Reader()
+    elsewhere = await compile_trust_root_entry(_ref_body(field, "kube-system"), reader, "imprimatur")
+    assert not elsewhere.ready
+    assert elsewhere.reason == Reason.TRUST_ROOT_INVALID
+    assert f"spec.{field}.namespace: 'kube-system' is not allowed" in elsewhere.detail
+    assert "'imprimatur'" in elsewhere.detail
+    unknown = await compile_trust_root_entry(_ref_body(field, "imprimatur"), reader, None)
+    assert not unknown.ready
+    assert unknown.reason == Reason.TRUST_ROOT_INVALID
+    assert "IMPRIMATUR_NAMESPACE" in unknown.detail
+    assert reader.reads == []  # neither was read
+    missing = await compile_trust_root_entry(_ref_body(field, "imprimatur"), reader, "imprimatur")
+    assert missing.ref_missing and not missing.ready
+    assert reader.reads == [("configmaps" if field == "configMapRef" else "secrets", "imprimatur", "roots")]
+
+
+async def test_refresh_picks_up_edits_of_the_referenced_data(cluster: Cluster, sigstore_kit: SigstoreKit) -> None:
+    data = sigstore_kit.trusted_root_json().decode()
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "roots", "namespace": "imprimatur"},
+        "data": {"root.json": data},
+    }
+    await cluster.create(configmap)
+    reader = KubernetesReader.for_url(cluster.url)
+    entry = await compile_trust_root_entry(_ref_body("configMapRef", "imprimatur"), reader, "imprimatur")
+    assert entry.ready and entry.ref == TrustRootRef("configmaps", "imprimatur", "roots", "root.json")
+    assert await refresh_trust_root_entry(entry, reader) is entry  # unchanged: the very same entry
+
+    await cluster.patch("ConfigMap", "roots", {"data": {"root.json": "{not json"}}, namespace="imprimatur")
+    broken = await refresh_trust_root_entry(entry, reader)
+    assert not broken.ready and broken.reason == Reason.TRUST_ROOT_INVALID
+    assert await refresh_trust_root_entry(broken, reader) is broken  # still broken the same way
+
+    await cluster.patch("ConfigMap", "roots", {"data": {"root.json": data}}, namespace="imprimatur")
+    fixed = await refresh_trust_root_entry(broken, reader)
+    assert fixed.ready and fixed.data_digest == entry.data_digest
+
+    await cluster.delete("ConfigMap", "roots", namespace="imprimatur")
+    gone = await refresh_trust_root_entry(fixed, reader)
+    assert not gone.ready and gone.ref_missing
+    assert gone.reason == Reason.TRUST_ROOT_INVALID
+
+
+def test_a_policy_is_ready_only_with_its_trust_root() -> None:
+    entry = compile_policy_entry(cluster_policy("p", ["ghcr.io/**"], trustRoot="custom"))
+    assert entry.ready
+    cases = [
+        ({"public-good": True}, "False", "TrustRootUnknown", "'custom' does not exist"),
+        ({"public-good": True, "custom": False}, "False", "TrustRootUnknown", "'custom' is not ready"),
+        ({"public-good": True, "custom": True}, "True", "Compiled", "Compiled: ClusterImagePolicy p"),
+    ]
+    for roots, status, reason, text in cases:
+        condition = desired_status({}, entry, NOW, trust_roots=roots)["conditions"][0]  # type: ignore[index]
+        assert (condition["status"], condition["reason"]) == (status, reason)
+        assert text in condition["message"]
+    # without trust-root knowledge (files mode) only compilation counts
+    assert desired_status({}, entry, NOW)["conditions"][0]["status"] == "True"  # type: ignore[index]

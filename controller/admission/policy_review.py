@@ -1,0 +1,145 @@
+"""``validate-policies``: refuse an invalid ClusterImagePolicy, ImagePolicy or TrustRoot at ``kubectl apply``.
+
+Each object is compiled with exactly the compilers the operator uses (:func:`compile_policy_entry`,
+:func:`compile_trust_root_entry`, which reads the referenced ConfigMap or Secret), so what is refused
+here is what the controller could not load, and nothing is written twice. A refusal is a
+:class:`kopf.AdmissionError` whose message is the compile error, ``PolicyInvalid: <Kind name>: <field>:
+<problem>`` or ``TrustRootInvalid: TrustRoot <name>: <problem>``, with code 422 (400 for an object that
+is not one of our kinds at all).
+
+Two cases are admitted with a warning instead, because refusing them would only get in the way:
+
+* a TrustRoot whose ConfigMap or Secret does not exist *yet* (``kubectl apply -f dir/`` creates objects
+  in file order); its status shows it not ready until the data exists, and policies naming it deny;
+* an UPDATE that leaves ``spec`` unchanged (labels, annotations, finalizers) of an object that was
+  already invalid: it cannot make anything worse, and refusing it would wedge the object.
+
+A policy naming a trust root that is not loaded gets a warning too: it is valid, and denies until the
+root exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import kopf
+
+from controller.admission.kube import KubeReader
+from controller.admission.objects import (
+    POLICY_KINDS,
+    TRUST_ROOT_KIND,
+    compile_policy_entry,
+    compile_trust_root_entry,
+    object_key,
+)
+from controller.admission.status import TrustRootReadiness, trust_root_problem
+from controller.admission.webhook import current_review
+from controller.errors import InputError, Reason
+
+log = logging.getLogger(__name__)
+
+CODE_INVALID: Final = 422
+CODE_MALFORMED: Final = 400
+CODE_INTERNAL: Final = 500
+REVIEW_TIMEOUT_SECONDS: Final = 8.0  # below the chart's webhook timeoutSeconds (10)
+
+
+def _spec(obj: object) -> object:
+    return obj.get("spec") if isinstance(obj, Mapping) else None
+
+
+class PolicyReview:
+    """The ``validate-policies`` handler, bound to the controller's API reader and namespace."""
+
+    def __init__(
+        self,
+        reader: KubeReader | None,
+        namespace: str | None,
+        trust_roots: Callable[[], TrustRootReadiness] | None = None,
+    ) -> None:
+        self.reader = reader
+        self.namespace = namespace
+        self._trust_roots = trust_roots
+
+    async def validate(
+        self,
+        *,
+        body: Mapping[str, object],
+        operation: str | None = None,
+        old: Mapping[str, object] | None = None,
+        warnings: list[str],
+        **_: Any,
+    ) -> None:
+        """kopf ``@on.validate`` handler: returns to admit, raises :class:`kopf.AdmissionError` to refuse."""
+        try:
+            ctx = current_review()
+        except InputError:
+            ctx = None  # called directly (tests, a local server without the review context)
+        if ctx is not None:
+            ctx.handled = True
+        try:
+            reason = await self._validate(body, operation, old, warnings)
+        except kopf.AdmissionError as e:
+            if ctx is not None:
+                ctx.reason = str(e).split(":", 1)[0]
+            raise
+        except Exception as e:  # never admit on a bug; say what kind of bug in the log, not the response
+            log.exception("validate-policies: %s failed", object_key(body))
+            if ctx is not None:
+                ctx.reason = str(Reason.INTERNAL_ERROR)
+            raise kopf.AdmissionError(
+                f"{Reason.INTERNAL_ERROR}: {object_key(body)}: {type(e).__name__}", code=CODE_INTERNAL
+            ) from e
+        if ctx is not None:
+            ctx.reason = reason
+
+    async def _validate(
+        self,
+        body: Mapping[str, object],
+        operation: str | None,
+        old: Mapping[str, object] | None,
+        warnings: list[str],
+    ) -> str:
+        if operation not in ("CREATE", "UPDATE"):
+            return "Allowed"
+        kind = body.get("kind")
+        unchanged = operation == "UPDATE" and old is not None and _spec(old) == _spec(body)
+        if kind in POLICY_KINDS:
+            entry = compile_policy_entry(body)
+            if not entry.ready:
+                if unchanged:
+                    warnings.append(f"{entry.reason}: {entry.detail}"[:1024])
+                    return str(entry.reason)
+                raise kopf.AdmissionError(f"{entry.reason}: {entry.detail}", code=CODE_INVALID)
+            problem = trust_root_problem(entry, self._trust_roots() if self._trust_roots else None)
+            if problem is not None:
+                warnings.append(f"{Reason.TRUST_ROOT_UNKNOWN}: {problem}: the policy denies until it is")
+            return "Compiled"
+        if kind == TRUST_ROOT_KIND:
+            try:
+                async with asyncio.timeout(REVIEW_TIMEOUT_SECONDS):
+                    root = await compile_trust_root_entry(body, self.reader, self.namespace)
+            except TimeoutError as e:
+                raise kopf.AdmissionError(
+                    f"{Reason.TRUST_ROOT_INVALID}: {object_key(body)}: its data could not be read "
+                    f"within {REVIEW_TIMEOUT_SECONDS:g}s",
+                    code=CODE_INTERNAL,
+                ) from e
+            if root.ready:
+                return "Loaded"
+            message = f"{root.reason}: {root.key}: {root.detail}"
+            if root.ref_missing:
+                warnings.append(f"{message} yet: the TrustRoot is not ready until it does"[:1024])
+                return str(root.reason)
+            if unchanged:
+                warnings.append(message[:1024])
+                return str(root.reason)
+            raise kopf.AdmissionError(message, code=CODE_INVALID)
+        raise kopf.AdmissionError(
+            f"{Reason.REVIEW_INVALID}: {object_key(body)}: validate-policies reviews only "
+            f"{', '.join((*POLICY_KINDS, TRUST_ROOT_KIND))}",
+            code=CODE_MALFORMED,
+        )
