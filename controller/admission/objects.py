@@ -246,6 +246,7 @@ def _invalid_entry(
     source: str,
     ref: TrustRootRef | None,
     error: Exception,
+    *,
     data_digest: str = "",
 ) -> TrustRootEntry:
     if isinstance(error, ImprimaturError):
@@ -289,7 +290,7 @@ async def compile_trust_root_entry(
             data = await read_ref(reader, ref)
         root = _load_root(key.name, data)
     except Exception as e:  # noqa: BLE001 - every failure becomes the entry's visible error
-        return _invalid_entry(key, generation, source, ref, e, _digest(data) if data else "")
+        return _invalid_entry(key, generation, source, ref, e, data_digest=_digest(data) if data else "")
     return TrustRootEntry(key, generation, root, source, ref=ref, data_digest=_digest(data))
 
 
@@ -309,7 +310,7 @@ async def refresh_trust_root_entry(entry: TrustRootEntry, reader: KubeReader | N
     try:
         root = _load_root(entry.key.name, data)
     except Exception as e:  # noqa: BLE001 - as in compile_trust_root_entry
-        return _invalid_entry(entry.key, entry.generation, entry.source, entry.ref, e, digest)
+        return _invalid_entry(entry.key, entry.generation, entry.source, entry.ref, e, data_digest=digest)
     return TrustRootEntry(entry.key, entry.generation, root, entry.source, ref=entry.ref, data_digest=digest)
 
 
