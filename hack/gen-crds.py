@@ -36,10 +36,20 @@ MAX_ANNOTATION_VALUE_LEN = 1024
 MAX_REPOSITORY_LEN = 512
 MAX_TRUST_ROOT_INLINE_LEN = 262_144  # a production trusted_root.json is under 10 KiB
 MAX_CONDITIONS = 8
+# namespace scope of a ClusterImagePolicy (controller/policy/scope.py holds the same bounds)
+MAX_NAMESPACES = 256
+MAX_MATCH_LABELS = 64
+MAX_MATCH_EXPRESSIONS = 32
+MAX_SELECTOR_VALUES = 64
+MAX_LABEL_KEY_LEN = 317  # a 253-character DNS prefix, '/', a 63-character name
+MAX_LABEL_VALUE_LEN = 63
 
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 CONFIG_KEY = r"^[-._a-zA-Z0-9]+$"
+LABEL_KEY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$"
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+SCOPE_FIELDS = ("namespaces", "namespaceSelector")
 
 Schema = dict[str, Any]
 
@@ -174,6 +184,68 @@ def _identity_schema() -> Schema:
     }
 
 
+def _label_selector_schema() -> Schema:
+    """metav1.LabelSelector, bounded, with Kubernetes' rules on operators and values."""
+    return {
+        "type": "object",
+        "description": (
+            "A label selector over the Namespace's labels (metav1.LabelSelector). The policy applies only "
+            "in namespaces it selects; {} selects every namespace. Only a ClusterImagePolicy may set it."
+        ),
+        "x-kubernetes-map-type": "atomic",
+        "properties": {
+            "matchLabels": {
+                "type": "object",
+                "description": "Labels the namespace must carry, each with exactly this value.",
+                "maxProperties": MAX_MATCH_LABELS,
+                "additionalProperties": {
+                    "type": "string",
+                    "maxLength": MAX_LABEL_VALUE_LEN,
+                    "pattern": LABEL_VALUE,
+                },
+            },
+            "matchExpressions": {
+                "type": "array",
+                "description": "Label requirements, all of which must hold.",
+                "maxItems": MAX_MATCH_EXPRESSIONS,
+                "x-kubernetes-list-type": "atomic",
+                "items": {
+                    "type": "object",
+                    "required": ["key", "operator"],
+                    "properties": {
+                        "key": _string("The label key.", max_length=MAX_LABEL_KEY_LEN, pattern=LABEL_KEY),
+                        "operator": {
+                            "type": "string",
+                            "description": "How the key's value is compared with values.",
+                            "enum": ["In", "NotIn", "Exists", "DoesNotExist"],
+                        },
+                        "values": {
+                            "type": "array",
+                            "description": "The values for In and NotIn; empty for Exists and DoesNotExist.",
+                            "maxItems": MAX_SELECTOR_VALUES,
+                            "x-kubernetes-list-type": "atomic",
+                            "items": {
+                                "type": "string",
+                                "maxLength": MAX_LABEL_VALUE_LEN,
+                                "pattern": LABEL_VALUE,
+                            },
+                        },
+                    },
+                    "x-kubernetes-validations": [
+                        {
+                            "rule": (
+                                "!has(self.operator) || (self.operator == 'In' || self.operator == 'NotIn') "
+                                "== (has(self.values) && size(self.values) > 0)"
+                            ),
+                            "message": "values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist",
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
 def _policy_spec_schema() -> Schema:
     return {
         "type": "object",
@@ -230,8 +302,34 @@ def _policy_spec_schema() -> Schema:
                 "Look for signatures in this repository (host/path) instead of beside the image.",
                 max_length=MAX_REPOSITORY_LEN,
             ),
+            "namespaces": {
+                "type": "array",
+                "description": (
+                    "Apply only in these namespaces. With namespaceSelector too, a namespace must satisfy "
+                    "both. Only a ClusterImagePolicy may set it; an ImagePolicy applies in its own namespace."
+                ),
+                "minItems": 1,
+                "maxItems": MAX_NAMESPACES,
+                "x-kubernetes-list-type": "set",
+                "items": _string("A namespace name.", max_length=63, pattern=DNS_LABEL),
+            },
+            "namespaceSelector": _label_selector_schema(),
         },
     }
+
+
+def _namespaced_only_rules() -> list[Schema]:
+    """An ImagePolicy's own namespace is its scope: it may not carry a ClusterImagePolicy's scope.
+
+    The two policy CRDs share one spec schema, so the rule sits at the ImagePolicy's root.
+    """
+    return [
+        {
+            "rule": "!has(self.spec) || !(" + " || ".join(f"has(self.spec.{f})" for f in SCOPE_FIELDS) + ")",
+            "message": "namespaces and namespaceSelector are for a ClusterImagePolicy; an ImagePolicy "
+            "applies in its own namespace",
+        }
+    ]
 
 
 def _ref_schema(kind: str) -> Schema:
@@ -275,7 +373,22 @@ def _crd(
     spec: Schema,
     status: Schema,
     columns: list[Schema],
+    rules: list[Schema] | None = None,
 ) -> Schema:
+    root: Schema = {
+        "type": "object",
+        "description": description,
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": status,
+        },
+    }
+    if rules:
+        root["x-kubernetes-validations"] = rules
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -298,20 +411,7 @@ def _crd(
                     "storage": True,
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": columns,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": description,
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": spec,
-                                "status": status,
-                            },
-                        }
-                    },
+                    "schema": {"openAPIV3Schema": root},
                 }
             ],
         },
@@ -358,6 +458,7 @@ def build() -> dict[str, Schema]:
             spec=_policy_spec_schema(),
             status=_status_schema(),
             columns=_POLICY_COLUMNS,
+            rules=_namespaced_only_rules(),
         ),
         "imprimatur.dev_trustroots.yaml": _crd(
             kind="TrustRoot",
