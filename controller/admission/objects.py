@@ -5,8 +5,10 @@ The same compilers serve the operator (indexes) and the ``validate-policies`` we
 implies is :mod:`controller.admission.status`.
 
 An object that does not compile is not dropped: its entry keeps the error, the error becomes the
-object's ``Ready=False`` condition, and it is counted as invalid. An invalid policy never allows
-anything; an invalid trust root is absent from the engine's roots, so every policy naming it fails
+object's ``Ready=False`` condition, and it is counted as invalid. An invalid policy stays in the
+policy set as an :class:`InvalidPolicy`, which denies the images it covers with ``PolicyInvalid``
+(it never allows anything, and its images never fall through to other policies or the default); an
+invalid trust root is absent from the engine's roots, so every policy naming it fails
 closed with ``TrustRootUnknown``.
 
 A TrustRoot's ``configMapRef``/``secretRef`` may only name the controller's own namespace (see
@@ -25,7 +27,7 @@ from typing import Final
 
 from controller.admission.kube import CoreResource, KubeReader
 from controller.errors import ImprimaturError, PolicyError, Reason
-from controller.policy import CompiledPolicy, compile_policy
+from controller.policy import CompiledPolicy, InvalidPolicy, compile_policy_lenient
 from controller.verify import TrustRoot
 
 GROUP: Final = "imprimatur.dev"
@@ -61,6 +63,14 @@ class PolicyEntry:
     policy: CompiledPolicy | None
     reason: Reason | None = None
     detail: str = ""
+    # What the engine enforces in place of a policy that did not compile: it denies the images its
+    # globs cover (every image when even those are unusable) with ``PolicyInvalid``.
+    invalid: InvalidPolicy | None = None
+
+    @property
+    def enforced(self) -> CompiledPolicy | InvalidPolicy | None:
+        """What goes into the policy set: the compiled policy, or its invalid stand-in."""
+        return self.policy if self.policy is not None else self.invalid
 
     @property
     def ready(self) -> bool:
@@ -108,16 +118,14 @@ def generation_of(body: Mapping[str, object]) -> int | None:
 
 
 def compile_policy_entry(body: Mapping[str, object]) -> PolicyEntry:
-    """Compile a ClusterImagePolicy or ImagePolicy object; an invalid one keeps its error."""
+    """Compile a ClusterImagePolicy or ImagePolicy object; an invalid one keeps its error and its
+    :class:`InvalidPolicy`, which the policy set enforces as a denial."""
     key = object_key(body)
     generation = generation_of(body)
-    try:
-        policy = compile_policy(body)
-    except ImprimaturError as e:
-        return PolicyEntry(key, generation, None, e.reason, e.detail)
-    except Exception as e:  # noqa: BLE001 - a compiler bug must still leave a visible, invalid entry
-        return PolicyEntry(key, generation, None, Reason.POLICY_INVALID, f"{type(e).__name__}: {e}"[:1024])
-    return PolicyEntry(key, generation, policy)
+    compiled = compile_policy_lenient(body)
+    if isinstance(compiled, InvalidPolicy):
+        return PolicyEntry(key, generation, None, Reason.POLICY_INVALID, compiled.detail, invalid=compiled)
+    return PolicyEntry(key, generation, compiled)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,11 @@ Until :meth:`PolicyState.mark_loaded` is called every review is denied with ``Po
 the readiness probe fails: the controller never decides with a partial view of its policies.
 
 Every change rebuilds the engine's :class:`PolicySet` and trust roots from the entries (built-in
-roots first; custom roots by name). Valid entries are used; invalid ones are counted and reported,
-never silently dropped.
+roots first; custom roots by name). Valid policies are used as compiled; an invalid one enters the
+set as its :class:`~controller.policy.InvalidPolicy`, which denies the images it covers with
+``PolicyInvalid``; invalid ones are also counted and reported, never silently dropped. A trust root
+keeps its object identity while its entry is unchanged, so the engine drops cached evidence only for
+roots that really changed.
 """
 
 from __future__ import annotations
@@ -78,8 +81,10 @@ class PolicyState:
         root_entries = tuple(sorted(trust_roots, key=lambda e: e.key.name))
         with self._lock:
             valid = [e.policy for e in policy_entries if e.policy is not None]
+            # Invalid policies go in too, as InvalidPolicy: they deny what they cover (fail closed).
+            enforced = [p for p in (e.enforced for e in policy_entries) if p is not None]
             try:
-                policy_set = PolicySet(valid)
+                policy_set = PolicySet(enforced)
             except ImprimaturError as e:  # duplicates cannot come from the API; from files they can
                 rejected: ImprimaturError | None = e
             else:
