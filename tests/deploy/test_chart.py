@@ -70,9 +70,13 @@ def test_default_render_has_one_object_per_template(default_render: list[Obj]) -
     assert sorted(kinds(default_render)) == sorted(
         [
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRole",
             "ClusterRoleBinding",
             "Deployment",
             "PodDisruptionBudget",
+            "Role",
+            "RoleBinding",
             "Secret",
             "Service",
             "ServiceAccount",
@@ -372,14 +376,23 @@ def test_pdb_keeps_one_replica(default_render: list[Obj]) -> None:
 # --- RBAC ---------------------------------------------------------------------------------------------
 
 
-def _rules(objs: list[Obj]) -> dict[tuple[str, str], set[str]]:
+def _rules(roles: list[Obj]) -> dict[tuple[str, str], set[str]]:
+    """What the given roles grant, by (group, resource)."""
     granted: dict[tuple[str, str], set[str]] = {}
-    for rule in find(objs, "ClusterRole")["rules"]:
+    for rule in [rule for role in roles for rule in role["rules"]]:
         assert "resourceNames" not in rule or rule["resourceNames"]
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 granted.setdefault((group, resource), set()).update(rule["verbs"])
     return granted
+
+
+def _controller_role(objs: list[Obj]) -> Obj:
+    roles = [
+        o for o in objs if o["kind"] == "ClusterRole" and "aggregate" not in str(o["metadata"].get("labels"))
+    ]
+    assert len(roles) == 1
+    return roles[0]
 
 
 def test_cluster_role_is_least_privilege(default_render: list[Obj]) -> None:
@@ -389,22 +402,69 @@ def test_cluster_role_is_least_privilege(default_render: list[Obj]) -> None:
         expected[("imprimatur.dev", plural)] = {"get", "list", "watch"}
         expected[("imprimatur.dev", f"{plural}/status")] = {"patch"}
     expected[("apiextensions.k8s.io", "customresourcedefinitions")] = {"get", "list", "watch"}
-    expected[("", "secrets")] = {"get"}
+    expected[("", "secrets")] = {"get"}  # pull secrets, in any namespace, by name
     expected[("", "serviceaccounts")] = {"get"}
-    expected[("", "configmaps")] = {"get"}
+    expected[("", "namespaces")] = {"get", "list", "watch"}  # their labels, for namespaceSelector
     expected[("", "events")] = {"create"}
-    assert _rules(default_render) == expected
+    assert _rules([_controller_role(default_render)]) == expected
+
+
+def test_trust_root_data_is_read_only_in_the_release_namespace(default_render: list[Obj]) -> None:
+    role, binding = find(default_render, "Role"), find(default_render, "RoleBinding")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["get"]}]
+    assert binding["metadata"]["namespace"] == NAMESPACE
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": find(default_render, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"],
+            "namespace": NAMESPACE,
+        }
+    ]
+    # and the controller's ClusterRole grants no ConfigMap access at all
+    assert not any("configmaps" in rule["resources"] for rule in _controller_role(default_render)["rules"])
+
+
+def test_namespace_admins_manage_image_policies_only(default_render: list[Obj]) -> None:
+    aggregated = {
+        label: role
+        for role in default_render
+        if role["kind"] == "ClusterRole"
+        for label, value in (role["metadata"].get("labels") or {}).items()
+        if label.startswith("rbac.authorization.k8s.io/aggregate-to-") and value == "true"
+    }
+    assert set(aggregated) == {
+        "rbac.authorization.k8s.io/aggregate-to-admin",
+        "rbac.authorization.k8s.io/aggregate-to-edit",
+        "rbac.authorization.k8s.io/aggregate-to-view",
+    }
+    for label, role in aggregated.items():
+        granted = _rules([role])
+        # never the cluster-wide kinds: those decide for every namespace
+        assert {resource for _, resource in granted} <= {"imagepolicies", "imagepolicies/status"}
+        if label.endswith("-view"):
+            assert set().union(*granted.values()) == {"get", "list", "watch"}
+        else:
+            assert {"create", "update", "patch", "delete"} <= granted[("imprimatur.dev", "imagepolicies")]
 
 
 def test_no_wildcards_anywhere_in_rbac(default_render: list[Obj]) -> None:
-    for rule in find(default_render, "ClusterRole")["rules"]:
-        for field in ("apiGroups", "resources", "verbs"):
-            assert "*" not in rule[field]
+    for role in default_render:
+        if role["kind"] not in ("ClusterRole", "Role"):
+            continue
+        for rule in role["rules"]:
+            for field in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[field]
 
 
 def test_binding_grants_the_role_to_the_controller(default_render: list[Obj]) -> None:
     binding = find(default_render, "ClusterRoleBinding")
-    assert binding["roleRef"]["name"] == find(default_render, "ClusterRole")["metadata"]["name"]
+    assert binding["roleRef"]["name"] == _controller_role(default_render)["metadata"]["name"]
     assert binding["subjects"] == [
         {
             "kind": "ServiceAccount",
@@ -417,9 +477,9 @@ def test_binding_grants_the_role_to_the_controller(default_render: list[Obj]) ->
 # --- the webhook --------------------------------------------------------------------------------------
 
 
-def test_both_webhooks_fail_closed_without_side_effects(default_render: list[Obj]) -> None:
+def test_every_webhook_fails_closed_without_side_effects(default_render: list[Obj]) -> None:
     webhooks = _webhooks(default_render)
-    assert set(webhooks) == {"pods.imprimatur.dev", "workloads.imprimatur.dev"}
+    assert set(webhooks) == {"pods.imprimatur.dev", "workloads.imprimatur.dev", "policies.imprimatur.dev"}
     for webhook in webhooks.values():
         assert webhook["failurePolicy"] == "Fail"
         assert webhook["sideEffects"] == "None"
@@ -442,7 +502,10 @@ def test_timeout_is_a_value_and_the_controller_decides_before_it(
 def test_namespace_selector_excludes_the_release_namespace_system_and_opt_outs(
     helm: Helm, namespace: str
 ) -> None:
-    for webhook in _webhooks(helm.template(namespace=namespace)).values():
+    for name, webhook in _webhooks(helm.template(namespace=namespace)).items():
+        if name == "policies.imprimatur.dev":
+            assert "namespaceSelector" not in webhook  # an invalid policy is refused in every namespace
+            continue
         expressions = webhook["namespaceSelector"]["matchExpressions"]
         assert {
             "key": "kubernetes.io/metadata.name",
@@ -460,6 +523,7 @@ def test_webhooks_call_the_kopf_handler_paths_on_the_service(default_render: lis
     for name, path in [
         ("pods.imprimatur.dev", "/validate-pods"),
         ("workloads.imprimatur.dev", "/validate-workloads"),
+        ("policies.imprimatur.dev", "/validate-policies"),
     ]:
         assert paths[name] == {
             "name": service["metadata"]["name"],
@@ -572,3 +636,14 @@ def test_external_certificates(helm: Helm) -> None:
     bundle = base64.b64encode(b"-----BEGIN CERTIFICATE-----\n").decode()
     for webhook in _webhooks(helm.template("tls.source=external", f"tls.caBundle={bundle}")).values():
         assert webhook["clientConfig"]["caBundle"] == bundle
+
+
+def test_policy_webhook_reviews_our_kinds_but_not_their_status(default_render: list[Obj]) -> None:
+    webhook = _webhooks(default_render)["policies.imprimatur.dev"]
+    plurals = sorted(crd["spec"]["names"]["plural"] for crd in crdcheck.load_crds().values())
+    covered = sorted(r for rule in webhook["rules"] for r in rule["resources"])
+    assert covered == plurals  # every CRD, and no /status (the controller writes that)
+    for rule in webhook["rules"]:
+        assert rule["apiGroups"] == ["imprimatur.dev"]
+        assert rule["operations"] == ["CREATE", "UPDATE"]  # deleting an invalid object is always fine
+    assert webhook["failurePolicy"] == "Fail"
