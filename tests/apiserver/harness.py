@@ -41,6 +41,7 @@ CONTROLLER_START_SECONDS = 20.0
 LOAD_TIMEOUT_SECONDS = 20.0
 WEBHOOK_ACTIVE_TIMEOUT_SECONDS = 15.0
 POLL_SECONDS = 0.05
+OBSERVED_TIMEOUT_SECONDS = 20.0
 ANYONE_SUBJECT = "mallory@example.com"
 
 
@@ -254,21 +255,22 @@ def kubectl(api: ApiServer, *args: str, stdin: str | None = None) -> Outcome:
     return Outcome(result.returncode, result.stdout, result.stderr)
 
 
-def wait_observed(api: ApiServer, kind: str, name: str, namespace: str | None = None) -> str:
-    """Wait until the controller has written the status of the current generation; the Ready status."""
-    where = ["-n", namespace] if namespace else []
-    result = api.kubectl(
-        "wait",
-        *where,
-        f"{kind}/{name}",
-        "--for=jsonpath={.status.observedGeneration}=1",
-        "--timeout=20s",
-    )
-    assert result.returncode == 0, result.stderr
-    ready = api.kubectl(
-        "get", *where, f"{kind}/{name}", "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}"
-    )
-    return ready.stdout.strip()
+def wait_observed(api: ApiServer, plural: str, name: str, namespace: str | None = None) -> str:
+    """Wait until the controller has written the status of the object's current generation (so it has
+    compiled it into its policy set); return the status of its Ready condition."""
+    where = f"namespaces/{namespace}/" if namespace else ""
+    path = f"/apis/{API_GROUP}/{where}{plural}/{name}"
+    deadline = time.monotonic() + OBSERVED_TIMEOUT_SECONDS
+    while True:
+        response = api.request("GET", path)
+        assert response.status_code == 200, response.text
+        document = response.json()
+        status = document.get("status") or {}
+        if status.get("observedGeneration") == document["metadata"]["generation"]:
+            ready = [c for c in status.get("conditions", []) if c.get("type") == "Ready"]
+            return str(ready[0]["status"]) if ready else ""
+        assert time.monotonic() < deadline, f"{path}: status not written within {OBSERVED_TIMEOUT_SECONDS}s"
+        time.sleep(POLL_SECONDS)
 
 
 def table(output: str) -> list[Mapping[str, str]]:

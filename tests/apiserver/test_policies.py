@@ -38,7 +38,7 @@ def invalid_policy(cluster: Cluster) -> Iterator[str]:
 
 def test_an_invalid_cluster_policy_denies_the_images_it_covers(cluster: Cluster, invalid_policy: str) -> None:
     images = cluster.images
-    wait_observed(cluster.api, "clusterimagepolicy", invalid_policy)
+    wait_observed(cluster.api, "clusterimagepolicies", invalid_policy)
     outcome = cluster.kubectl("run", "strict", f"--image={images.strict_signed}")
     assert outcome.returncode != 0, f"admitted: {outcome.stdout}"
     assert outcome.denials("pods") == [("PolicyInvalid", images.strict_signed)]

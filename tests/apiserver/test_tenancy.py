@@ -16,7 +16,7 @@ def test_a_namespaced_policy_trusting_anyone_does_not_open_ungoverned_images(clu
 
     namespace = api.create_namespace("team-a")
     api.apply([namespaced_policy("anyone", namespace)])
-    assert wait_observed(api, "imagepolicy", "anyone", namespace) == "True"  # the controller has it
+    assert wait_observed(api, "imagepolicies", "anyone", namespace) == "True"  # the controller has it
 
     outcome = cluster.kubectl("run", "attack", "-n", namespace, f"--image={images.anyone_signed}")
     assert outcome.returncode != 0, f"admitted: {outcome.stdout}"
@@ -28,7 +28,7 @@ def test_a_warn_mode_namespaced_policy_does_not_open_ungoverned_images(cluster: 
     api, images = cluster.api, cluster.images
     namespace = api.create_namespace("team-b")
     api.apply([namespaced_policy("warn-anything", namespace, mode="warn")])
-    assert wait_observed(api, "imagepolicy", "warn-anything", namespace) == "True"
+    assert wait_observed(api, "imagepolicies", "warn-anything", namespace) == "True"
 
     outcome = cluster.kubectl("run", "attack", "-n", namespace, f"--image={images.ungoverned_unsigned}")
     assert outcome.returncode != 0, f"admitted: {outcome.stdout} {outcome.stderr}"
