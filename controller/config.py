@@ -15,12 +15,24 @@ from controller.errors import PolicyError, Reason
 
 DefaultDecision = Literal["deny", "allow"]
 
-# Worker threads the engine uses to verify the images of one object in parallel.
-DEFAULT_MAX_WORKERS = 8
+# Registry reads in flight at once, in all; per registry host; per namespace (the bulkheads).
+DEFAULT_MAX_WORKERS = 64
+DEFAULT_MAX_PER_REGISTRY_HOST = 8
+DEFAULT_MAX_PER_NAMESPACE = 8
 # How long a verified (digest, policy inputs) result may be reused. Signatures are immutable content
 # at a digest, so the only staleness is a signature deleted upstream; five minutes bounds it.
 DEFAULT_CACHE_TTL_SECONDS = 300.0
-DEFAULT_CACHE_ENTRIES = 4096
+DEFAULT_CACHE_ENTRIES = 16384
+DEFAULT_VERDICT_CACHE_ENTRIES = 65536
+# How long a tag may keep pointing at the digest it was resolved to (the bounded staleness of a tag).
+DEFAULT_TAG_TTL_SECONDS = 30.0
+# One decision, and one shared fetch-and-verify run, end by these deadlines (the chart's webhook
+# timeout is 10 s: answer before kube-apiserver gives up).
+DEFAULT_DECISION_TIMEOUT_SECONDS = 9.0
+DEFAULT_FETCH_TIMEOUT_SECONDS = 8.5
+# Bytes one fetch may read (manifests, blobs, bundles, tokens), and all fetches in flight together.
+DEFAULT_MAX_DECISION_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_INFLIGHT_BYTES = 192 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +47,16 @@ class Settings:
     signature_repository: str | None = None  # cosign's COSIGN_REPOSITORY, controller-wide
     fetch_bundles: bool = True  # also look for Sigstore bundles through OCI 1.1 referrers
     max_workers: int = DEFAULT_MAX_WORKERS
+    max_per_registry_host: int = DEFAULT_MAX_PER_REGISTRY_HOST
+    max_per_namespace: int = DEFAULT_MAX_PER_NAMESPACE
     cache_ttl_seconds: float = DEFAULT_CACHE_TTL_SECONDS
     cache_entries: int = DEFAULT_CACHE_ENTRIES
+    verdict_cache_entries: int = DEFAULT_VERDICT_CACHE_ENTRIES
+    tag_ttl_seconds: float = DEFAULT_TAG_TTL_SECONDS
+    decision_timeout_seconds: float = DEFAULT_DECISION_TIMEOUT_SECONDS  # the webhook passes its own
+    fetch_timeout_seconds: float = DEFAULT_FETCH_TIMEOUT_SECONDS
+    max_decision_bytes: int = DEFAULT_MAX_DECISION_BYTES
+    max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -75,9 +95,26 @@ class Settings:
             require_issuer_extension=flag("IMPRIMATUR_REQUIRE_ISSUER_EXTENSION", True),
             signature_repository=environ.get("IMPRIMATUR_SIGNATURE_REPOSITORY") or None,
             fetch_bundles=flag("IMPRIMATUR_FETCH_BUNDLES", True),
-            max_workers=int(number("IMPRIMATUR_MAX_WORKERS", DEFAULT_MAX_WORKERS, 1, 64)),
+            max_workers=int(number("IMPRIMATUR_MAX_WORKERS", DEFAULT_MAX_WORKERS, 1, 512)),
+            max_per_registry_host=int(
+                number("IMPRIMATUR_MAX_PER_REGISTRY_HOST", DEFAULT_MAX_PER_REGISTRY_HOST, 1, 512)
+            ),
+            max_per_namespace=int(number("IMPRIMATUR_MAX_PER_NAMESPACE", DEFAULT_MAX_PER_NAMESPACE, 1, 512)),
             cache_ttl_seconds=number("IMPRIMATUR_CACHE_TTL_SECONDS", DEFAULT_CACHE_TTL_SECONDS, 0, 86400),
             cache_entries=int(number("IMPRIMATUR_CACHE_ENTRIES", DEFAULT_CACHE_ENTRIES, 0, 1_000_000)),
+            verdict_cache_entries=int(
+                number("IMPRIMATUR_VERDICT_CACHE_ENTRIES", DEFAULT_VERDICT_CACHE_ENTRIES, 0, 1_000_000)
+            ),
+            tag_ttl_seconds=number("IMPRIMATUR_TAG_TTL_SECONDS", DEFAULT_TAG_TTL_SECONDS, 0, 3600),
+            fetch_timeout_seconds=number(
+                "IMPRIMATUR_FETCH_TIMEOUT_SECONDS", DEFAULT_FETCH_TIMEOUT_SECONDS, 0.1, 30
+            ),
+            max_decision_bytes=int(
+                number("IMPRIMATUR_MAX_DECISION_BYTES", DEFAULT_MAX_DECISION_BYTES, 65536, 1024**3)
+            ),
+            max_inflight_bytes=int(
+                number("IMPRIMATUR_MAX_INFLIGHT_BYTES", DEFAULT_MAX_INFLIGHT_BYTES, 65536, 16 * 1024**3)
+            ),
         )
 
 

@@ -56,6 +56,7 @@ class Reason(StrEnum):
     REGISTRY_AUTH_FAILED = "RegistryAuthFailed"
     MANIFEST_INVALID = "ManifestInvalid"
     LIMIT_EXCEEDED = "LimitExceeded"
+    OVERLOADED = "Overloaded"  # shed before any work: the controller is past capacity; retry
 
     # --- configuration
     POLICY_INVALID = "PolicyInvalid"

@@ -16,9 +16,10 @@ from typing import Final, Literal
 
 from controller.errors import InputError, Reason
 
-ContainerKind = Literal["container", "initContainer", "ephemeralContainer"]
+ContainerKind = Literal["container", "initContainer", "ephemeralContainer", "imageVolume"]
 
 MAX_CONTAINERS: Final = 256  # per list; Kubernetes sets no limit, a pod with more is not serious
+MAX_VOLUMES: Final = 1024
 MAX_IMAGE_LENGTH: Final = 4096
 MAX_PULL_SECRETS: Final = 256
 DEFAULT_SERVICE_ACCOUNT: Final = "default"
@@ -128,11 +129,13 @@ def pod_spec_of(obj: Mapping[str, object]) -> Mapping[str, object]:
 
 
 def images_of(obj: Mapping[str, object]) -> list[ContainerImage]:
-    """Every container image of the object, init containers first, then containers, then ephemeral ones.
+    """Every image the pod runs or mounts: init containers first, then containers, then ephemeral
+    ones, then image volumes (``spec.volumes[].image.reference``, Kubernetes ImageVolume: a pod can
+    mount an image and run a binary from it, so it is verified like a container's).
 
     Raises :class:`InputError` (``ManifestDocumentInvalid``) for an unknown kind, a missing or empty
     ``containers`` list, a container that is not a mapping, or a missing, empty or non-string
-    ``name`` or ``image``.
+    ``name`` or ``image``; and for an image volume without a string ``reference``.
     """
     spec = pod_spec_of(obj)
     where = _describe(obj)
@@ -152,7 +155,26 @@ def images_of(obj: Mapping[str, object]) -> list[ContainerImage]:
             name = _string(container.get("name"), f"{path}.name", 253)
             image = _string(container.get("image"), f"{path}.image", MAX_IMAGE_LENGTH)
             images.append(ContainerImage(container=name, kind=kind, image=image))
+    images.extend(_image_volumes(spec, where))
     return images
+
+
+def _image_volumes(spec: Mapping[str, object], where: str) -> list[ContainerImage]:
+    raw = spec.get("volumes")
+    if raw is None:
+        return []
+    found: list[ContainerImage] = []
+    for i, entry in enumerate(_list(raw, f"{where}: volumes", MAX_VOLUMES)):
+        path = f"{where}: volumes[{i}]"
+        volume = _mapping(entry, path)
+        source = volume.get("image")
+        if source is None:
+            continue
+        image = _mapping(source, f"{path}.image")
+        name = _string(volume.get("name"), f"{path}.name", 253)
+        reference = _string(image.get("reference"), f"{path}.image.reference", MAX_IMAGE_LENGTH)
+        found.append(ContainerImage(container=name, kind="imageVolume", image=reference))
+    return found
 
 
 def image_pull_secret_names(obj: Mapping[str, object]) -> list[str]:

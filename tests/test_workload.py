@@ -332,3 +332,52 @@ def test_arbitrary_objects_raise_only_input_error(obj: Any) -> None:
     else:
         assert isinstance(account, str)
         assert account
+
+
+def test_image_volumes_are_images_the_pod_runs() -> None:
+    """ImageVolume (beta since 1.33): a mounted image can hold binaries, so it is verified too."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p"},
+        "spec": {
+            "containers": [{"name": "app", "image": "ghcr.io/acme/app:1"}],
+            "volumes": [
+                {"name": "cfg", "configMap": {"name": "x"}},
+                {"name": "tools", "image": {"reference": "ghcr.io/evil/tools:1", "pullPolicy": "Always"}},
+            ],
+        },
+    }
+    assert [(c.kind, c.container, c.image) for c in images_of(pod)] == [
+        ("container", "app", "ghcr.io/acme/app:1"),
+        ("imageVolume", "tools", "ghcr.io/evil/tools:1"),
+    ]
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d"},
+        "spec": {"template": {"spec": pod["spec"]}},
+    }
+    assert [c.image for c in images_of(deployment)][-1] == "ghcr.io/evil/tools:1"
+
+
+@pytest.mark.parametrize(
+    "volume",
+    [
+        {"name": "tools", "image": {}},
+        {"name": "tools", "image": {"reference": ""}},
+        {"name": "tools", "image": {"reference": 7}},
+        {"name": "tools", "image": "ghcr.io/evil/tools:1"},
+        {"image": {"reference": "ghcr.io/evil/tools:1"}},
+    ],
+)
+def test_an_unreadable_image_volume_is_never_skipped(volume: dict[str, object]) -> None:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "app", "image": "a:1"}], "volumes": [volume]},
+    }
+    with pytest.raises(InputError) as caught:
+        images_of(pod)
+    assert caught.value.reason is Reason.MANIFEST_DOCUMENT_INVALID

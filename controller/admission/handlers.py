@@ -1,7 +1,16 @@
-"""The kopf admission handlers: ``validate-pods`` and ``validate-workloads``.
+"""The kopf admission handlers (``validate-pods``, ``validate-workloads``) and the fast path beside them.
 
-**Admission.** :class:`Admission` decides one review in a worker thread, under a deadline. The
-images to verify are all of the object's on CREATE and only the new ones on UPDATE (an ephemeral
+**One answer, two doors.** :meth:`Admission.answer_now` decides a review on the event loop when it
+can without waiting: every image's verdict is cached (:meth:`Engine.cached_decision`), or nothing needs
+deciding, or the policies are not loaded, or the controller is past capacity (then the review is shed
+at once with ``Overloaded``, HTTP 429, transient: kube-apiserver's caller retries, and no queue builds
+up until everything times out). The webhook server asks it first, for every review, and answers
+without kopf's machinery when it can. Otherwise the review goes through kopf to the
+``@kopf.on.validate`` handlers here, which ask :meth:`Admission.answer_now` once more and then
+:meth:`Engine.decide` within what is left of the review's deadline. Both doors build the answer
+with the same :meth:`Admission.conclude`, so they cannot disagree.
+
+The images to verify are all of the object's on CREATE and only the new ones on UPDATE (an ephemeral
 container added by ``kubectl debug``, a changed image): an image already running was verified when
 it was admitted, and an UPDATE that adds none (labels, scaling) needs no registry round trip. A
 denial lists every failing image as ``Reason: image: detail``, one per line.
@@ -12,10 +21,9 @@ The operator side (indexes, status, readiness) is :mod:`controller.admission.ope
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
+import time
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 import kopf
@@ -28,6 +36,7 @@ from controller.admission.webhook import (
     WEBHOOK_PODS,
     WEBHOOK_RESOURCES,
     WEBHOOK_WORKLOADS,
+    Answer,
     ReviewContext,
     WebhookHandler,
     current_review,
@@ -40,8 +49,11 @@ log = logging.getLogger(__name__)
 
 CODE_DENIED: Final = 403
 CODE_INVALID: Final = 400
+CODE_OVERLOADED: Final = 429
 CODE_NOT_LOADED: Final = 503
 CODE_INTERNAL: Final = 500
+LAG_SHED_SECONDS: Final = 1.0
+"""Event-loop lag past which new uncached reviews are shed: answers are already queueing."""
 
 
 def _not_loaded_message(images: Iterable[str]) -> str:
@@ -84,12 +96,9 @@ def _namespace(request: AdmissionRequest) -> str | None:
     return namespace if isinstance(namespace, str) and namespace else None
 
 
-def _timeout_verdicts(images: Iterable[str], seconds: float) -> Decision:
-    verdicts = tuple(
-        ImageVerdict(image, False, Reason.LIMIT_EXCEEDED, f"no decision within {seconds:g}s", transient=True)
-        for image in images
-    )
-    return Decision(allowed=False, verdicts=verdicts)
+def _overloaded(images: Iterable[str], why: str) -> str:
+    detail = f"the controller is past capacity ({why}); retry shortly"
+    return bound_message([f"{Reason.OVERLOADED}: {image}: {detail}" for image in images])
 
 
 class Admission:
@@ -106,16 +115,92 @@ class Admission:
         self.state = state
         self.credentials = credentials
         self.decision_timeout = decision_timeout
-        # Bounded: beyond this many decisions at once, reviews queue and then time out (deny).
-        self._executor = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="admission")
+        self.max_concurrent = max_concurrent
+        self.in_flight = 0  # reviews waiting on slow work (uncached images) right now
+        self.shed = 0  # reviews shed since start
+        self.loop_lag = 0.0  # seconds, measured by the server's monitor
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Nothing of its own to release: the engine owns the workers."""
 
     @property
     def handlers(self) -> dict[str, WebhookHandler]:
         """The webhook handlers by id: what kopf registers, and what a local server calls."""
         return {WEBHOOK_PODS: self.validate_pods, WEBHOOK_WORKLOADS: self.validate_workloads}
+
+    async def watch_loop(self, interval: float = 0.1) -> None:
+        """Measure how late the event loop runs (until cancelled): the lag new reviews would wait."""
+        loop = asyncio.get_running_loop()
+        while True:
+            expected = loop.time() + interval
+            await asyncio.sleep(interval)
+            lag = max(0.0, loop.time() - expected)
+            # rise at once, decay slowly: one quiet tick must not reopen the door to a backlog
+            self.loop_lag = lag if lag > self.loop_lag else self.loop_lag * 0.5 + lag * 0.5
+
+    def overload(self) -> str | None:
+        """Why new slow work would be refused now, or None. Readiness reports the same."""
+        if self.in_flight >= self.max_concurrent:
+            return f"{self.in_flight} reviews already wait on registries"
+        if self.loop_lag >= LAG_SHED_SECONDS:
+            return f"answers are {self.loop_lag:.1f}s behind"
+        return None
+
+    # --- the answer, on the event loop, without waiting
+
+    def answer_now(self, ctx: ReviewContext) -> Answer | None:
+        """The answer if it needs no waiting (cached, nothing to verify, not loaded, shed); else None."""
+        request = ctx.request
+        if not self.state.loaded:
+            # Every review is denied until loading completes, whatever it holds.
+            try:
+                ctx.images = tuple(images_to_verify(request))
+            except InputError:
+                ctx.images = ()
+            return Answer(
+                False, _not_loaded_message(ctx.images), CODE_NOT_LOADED, str(Reason.POLICIES_NOT_LOADED)
+            )
+        try:
+            images = images_to_verify(request)
+        except InputError as e:
+            return Answer(
+                False, f"{Reason.REVIEW_INVALID}: -: {e.detail}", CODE_INVALID, str(Reason.REVIEW_INVALID)
+            )
+        ctx.images = tuple(images)
+        if not images:
+            return Answer(True, None, None, NO_IMAGES_REASON)
+        decision = self.state.engine.cached_decision(images, _namespace(request))
+        if decision is not None:
+            return self.conclude(ctx, decision)
+        why = self.overload()
+        if why is not None:
+            self.shed += 1
+            return Answer(False, _overloaded(images, why), CODE_OVERLOADED, str(Reason.OVERLOADED))
+        return None
+
+    def conclude(self, ctx: ReviewContext, decision: Decision) -> Answer:
+        """The answer for a decision: allowed with its warnings, or every failing image, one a line."""
+        ctx.decision = decision
+        # Tag-only references, warn-mode policies and signatures without a tlog entry: every
+        # verdict's warnings, in image order (the engine gathers them, signers' included).
+        warnings = tuple(
+            w if verdict.image in w else f"{verdict.image}: {w}"
+            for verdict in decision.verdicts
+            for w in verdict.warnings
+        )
+        if decision.allowed:
+            reason = str(decision.verdicts[0].reason) if decision.verdicts else NO_IMAGES_REASON
+            return Answer(True, None, None, reason, warnings)
+        denials = decision.denials
+        return Answer(
+            False,
+            bound_message([v.message() for v in denials]),
+            CODE_DENIED,
+            str(denials[0].reason),
+            warnings,
+        )
+
+    # --- the kopf handlers: the same answer, after waiting for the engine when it must
 
     async def validate_pods(self, *, warnings: list[str], **_: Any) -> None:
         """``validate-pods``: Pods on CREATE, and UPDATE of ``ephemeralcontainers``."""
@@ -132,61 +217,55 @@ class Admission:
             raise kopf.AdmissionError(e.message(), code=CODE_INTERNAL) from e
         ctx.handled = True
         try:
-            await self._review(ctx, webhook, warnings)
-        except kopf.AdmissionError:
-            raise
+            answer = await self._review(ctx, webhook)
         except InputError as e:
-            ctx.reason = str(Reason.REVIEW_INVALID)
-            raise kopf.AdmissionError(f"{Reason.REVIEW_INVALID}: -: {e.detail}", code=CODE_INVALID) from e
+            answer = Answer(
+                False, f"{Reason.REVIEW_INVALID}: -: {e.detail}", CODE_INVALID, str(Reason.REVIEW_INVALID)
+            )
         except Exception as e:  # never allow on a bug; say what kind of bug in the log, not the response
             log.exception("admission uid=%s failed", ctx.request.uid)
-            ctx.reason = str(Reason.INTERNAL_ERROR)
-            raise kopf.AdmissionError(
-                f"{Reason.INTERNAL_ERROR}: -: {type(e).__name__}", code=CODE_INTERNAL
-            ) from e
+            answer = Answer(
+                False,
+                f"{Reason.INTERNAL_ERROR}: -: {type(e).__name__}",
+                CODE_INTERNAL,
+                str(Reason.INTERNAL_ERROR),
+            )
+        ctx.reason = answer.reason
+        warnings.extend(answer.warnings)
+        if not answer.allowed:
+            raise kopf.AdmissionError(answer.message, code=answer.code)
 
-    async def _review(self, ctx: ReviewContext, webhook: str, warnings: list[str]) -> None:
+    async def _review(self, ctx: ReviewContext, webhook: str) -> Answer:
         request = ctx.request
         if ctx.webhook != webhook or request.resource not in WEBHOOK_RESOURCES[webhook]:
             raise InputError(Reason.REVIEW_INVALID, f"/{webhook} does not review {request.resource}")
-        if not self.state.loaded:
-            # Every review is denied until loading completes, whatever it holds.
-            try:
-                ctx.images = tuple(images_to_verify(request))
-            except InputError:
-                ctx.images = ()
-            ctx.reason = str(Reason.POLICIES_NOT_LOADED)
-            raise kopf.AdmissionError(_not_loaded_message(ctx.images), code=CODE_NOT_LOADED)
-        images = images_to_verify(request)
-        ctx.images = tuple(images)
-        if not images:
-            ctx.reason = NO_IMAGES_REASON
-            return
+        answer = self.answer_now(ctx)
+        if answer is not None:
+            return answer
         if request.new_object is None:  # parse_review guarantees one for CREATE and UPDATE
             raise InputError(Reason.REVIEW_INVALID, "request.object is missing")
-        decision = await self._decide(images, request.new_object, _namespace(request))
-        ctx.decision = decision
-        # Tag-only references, warn-mode policies and signatures without a tlog entry: every
-        # verdict's warnings, in image order (the engine gathers them, signers' included).
-        for verdict in decision.verdicts:
-            warnings.extend(w if verdict.image in w else f"{verdict.image}: {w}" for w in verdict.warnings)
-        if decision.allowed:
-            ctx.reason = str(decision.verdicts[0].reason) if decision.verdicts else NO_IMAGES_REASON
-            return
-        denials = decision.denials
-        ctx.reason = str(denials[0].reason)
-        raise kopf.AdmissionError(bound_message([v.message() for v in denials]), code=CODE_DENIED)
-
-    async def _decide(self, images: list[str], obj: Mapping[str, object], namespace: str | None) -> Decision:
-        """Read the pull credentials and decide, all within one deadline; past it every image is denied."""
-        loop = asyncio.get_running_loop()
+        self.in_flight += 1
         try:
-            async with asyncio.timeout(self.decision_timeout):
+            decision = await self._decide(ctx, list(ctx.images), request.new_object, _namespace(request))
+        finally:
+            self.in_flight -= 1
+        return self.conclude(ctx, decision)
+
+    async def _decide(
+        self, ctx: ReviewContext, images: list[str], obj: Mapping[str, object], namespace: str | None
+    ) -> Decision:
+        """Read the pull credentials and decide, all within the review's deadline."""
+        deadline = ctx.started + self.decision_timeout
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 keychain = await self.credentials.keychain_for(obj, namespace)
-                call = functools.partial(
-                    self.state.engine.decide_images, images, namespace=namespace, keychain=keychain
-                )
-                return await loop.run_in_executor(self._executor, call)
         except TimeoutError:
-            log.warning("no decision for %s within %.1fs: denied", images, self.decision_timeout)
-            return _timeout_verdicts(images, self.decision_timeout)
+            taken = time.monotonic() - ctx.started
+            detail = f"no decision after {taken:.1f}s: reading pull secrets took too long"
+            verdicts = tuple(
+                ImageVerdict(i, False, Reason.LIMIT_EXCEEDED, detail, transient=True) for i in images
+            )
+            return Decision(allowed=False, verdicts=verdicts)
+        return await self.state.engine.decide(
+            images, namespace=namespace, keychain=keychain, timeout=self.decision_timeout, started=ctx.started
+        )

@@ -38,6 +38,7 @@ _OPERATIONS: Final[Mapping[str, Operation]] = {
 _STATUS_REASONS: Final[Mapping[int, str]] = {
     400: "BadRequest",
     403: "Forbidden",
+    429: "TooManyRequests",
     500: "InternalError",
     503: "ServiceUnavailable",
     504: "Timeout",

@@ -133,6 +133,7 @@ def build_controller(
         port=options.webhook_port,
         host=options.webhook_host,
         reload_interval=options.tls_reload_seconds,
+        fast=admission.answer_now,
     )
     return Controller(options, metrics, state, admission, Loader(state, reader), server)
 
@@ -182,10 +183,13 @@ async def load_files(paths: Sequence[str]) -> tuple[list[PolicyEntry], list[Trus
 # --- side servers: metrics, and health (files mode)
 
 
-def _health_payload(state: PolicyState) -> tuple[bool, dict[str, object]]:
-    summary = state.summary()
-    return summary.loaded, {
+def _health_payload(controller: Controller) -> tuple[bool, dict[str, object]]:
+    summary = controller.state.summary()
+    overload = controller.admission.overload()
+    return summary.loaded and overload is None, {
         "loaded": summary.loaded,
+        "overloaded": overload,
+        "lanes": controller.state.engine.lanes.in_use(),
         "policies": {"ready": summary.policies_ready, "invalid": summary.policies_invalid},
         "trustRoots": {"ready": summary.trust_roots_ready, "invalid": summary.trust_roots_invalid},
         "problems": list(summary.problems[:20]),
@@ -206,7 +210,7 @@ async def side_servers(
         )
 
     async def healthz(_: aiohttp.web.Request) -> aiohttp.web.Response:
-        ok, payload = _health_payload(controller.state)
+        ok, payload = _health_payload(controller)
         return aiohttp.web.json_response(payload, status=200 if ok else 503)
 
     try:
@@ -242,9 +246,13 @@ async def serve_files(controller: Controller, policy_files: Sequence[str]) -> No
     controller.state.apply(policies, roots)
     controller.state.mark_loaded()
     fn = LocalWebhookFn(controller.admission.handlers)
-    async with side_servers(controller, health=True):
-        async for _config in controller.server(fn):
-            pass  # a new CA bundle after a rotation: nothing to publish without a cluster
+    watcher = asyncio.create_task(controller.admission.watch_loop())
+    try:
+        async with side_servers(controller, health=True):
+            async for _config in controller.server(fn):
+                pass  # a new CA bundle after a rotation: nothing to publish without a cluster
+    finally:
+        watcher.cancel()
 
 
 async def serve_cluster(
@@ -258,16 +266,20 @@ async def serve_cluster(
     registry = build_registry(controller.admission, controller.loader, login=login)
     settings = kopf.OperatorSettings()
     configure_settings(settings, controller.server, standalone=controller.options.standalone)
-    async with side_servers(controller, health=False):
-        await kopf.operator(
-            registry=registry,
-            settings=settings,
-            standalone=controller.options.standalone,
-            clusterwide=True,
-            liveness_endpoint=controller.options.liveness_endpoint,
-            stop_flag=stop_flag,
-            ready_flag=ready_flag,
-        )
+    watcher = asyncio.create_task(controller.admission.watch_loop())
+    try:
+        async with side_servers(controller, health=False):
+            await kopf.operator(
+                registry=registry,
+                settings=settings,
+                standalone=controller.options.standalone,
+                clusterwide=True,
+                liveness_endpoint=controller.options.liveness_endpoint,
+                stop_flag=stop_flag,
+                ready_flag=ready_flag,
+            )
+    finally:
+        watcher.cancel()
 
 
 def _configure_logging(level: str) -> None:

@@ -89,6 +89,21 @@ WEBHOOK_SUBRESOURCES: Final[Mapping[str, frozenset[str | None]]] = {
 NO_IMAGES_REASON: Final = "NoNewImages"  # an UPDATE that adds no image: nothing to verify
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """How a review is answered: allowed or not, the denial message and code, the reason, warnings."""
+
+    allowed: bool
+    message: str | None
+    code: int | None
+    reason: str
+    warnings: tuple[str, ...] = ()
+
+
+FastPath = Callable[["ReviewContext"], Answer | None]
+"""Answers a review on the event loop when no waiting is needed (cached verdicts, shedding); else None."""
+
+
 @dataclass(slots=True)
 class ReviewContext:
     """One review in flight: what the handler decided, for the log line and the metrics."""
@@ -264,6 +279,17 @@ def _object_name(obj: Mapping[str, object] | None) -> str:
     return "-"
 
 
+def _answer_response(api_version: str, uid: str, answer: Answer) -> dict[str, object]:
+    return review_response(
+        api_version=api_version,
+        uid=uid,
+        allowed=answer.allowed,
+        message=bound_message(answer.message.split("\n")) if answer.message else None,
+        code=answer.code,
+        warnings=answer.warnings,
+    )
+
+
 def parse_webhook_review(data: object, webhook: str) -> AdmissionRequest:
     """:func:`parse_review`, and the resource and subresource must be ones ``webhook`` reviews."""
     parsed = parse_review(data)
@@ -297,7 +323,9 @@ class WebhookServer:
         port: int = 8443,
         host: str | None = None,
         reload_interval: float = 10.0,
+        fast: FastPath | None = None,
     ) -> None:
+        self.fast = fast
         self.tls = tls
         self.observer = observer
         self.addr = addr
@@ -352,6 +380,28 @@ class WebhookServer:
             self.started.clear()
             await runner.cleanup()
 
+    def _answer_fast(self, ctx: ReviewContext, api_version: str) -> aiohttp.web.Response | None:
+        """The response, when the fast path can answer without waiting; else None (go through kopf)."""
+        assert self.fast is not None  # noqa: S101 - only called when set
+        try:
+            answer = self.fast(ctx)
+        except Exception:  # noqa: BLE001 - the slow path decides instead, and fails closed itself
+            server_log.exception("fast path failed for uid=%s; deciding through kopf", ctx.request.uid)
+            return None
+        if answer is None:
+            return None
+        ctx.handled = True
+        ctx.reason = answer.reason
+        response = _answer_response(api_version, ctx.request.uid, answer)
+        self.observer.record(
+            kind=ctx.request.kind,
+            allowed=answer.allowed,
+            reason=answer.reason,
+            duration=time.monotonic() - ctx.started,
+            ctx=ctx,
+        )
+        return aiohttp.web.json_response(response)
+
     async def _serve(self, fn: kopf.WebhookFn, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
         started = time.monotonic()
         webhook = request.match_info.get("id", "")
@@ -397,6 +447,10 @@ class WebhookServer:
             return aiohttp.web.json_response(denial)
 
         ctx = ReviewContext(request=parsed, webhook=webhook, started=started)
+        if self.fast is not None:
+            answered = self._answer_fast(ctx, api_version)
+            if answered is not None:
+                return answered
         token = _CURRENT.set(ctx)
         try:
             headers = dict(request.headers)

@@ -94,23 +94,6 @@ class PolicySet:
         namespaced = tuple(p for p in self._namespaced.get(namespace, ()) if p.matches_image(image_name))
         return Matching(cluster, namespaced)
 
-    def matching(self, image_name: str, namespace: str | None) -> tuple[CompiledPolicy, ...]:
-        """Deprecated (use :meth:`scope_for`): the compiled policies for ``image_name`` in ``namespace``.
-
-        Cluster ones first, then namespaced. As before invalid policies existed, they are left out.
-        Namespace scopes are ignored (a scoped policy counts everywhere), which can only add
-        requirements. With ``namespace=None`` only cluster policies apply.
-        Raises :class:`~controller.errors.InputError` (``ReferenceInvalid``) for a malformed name.
-        """
-        candidates = self._cluster
-        if namespace is not None:
-            candidates = (*candidates, *self._namespaced.get(namespace, ()))
-        return tuple(
-            policy
-            for policy in candidates
-            if isinstance(policy, CompiledPolicy) and policy.matches_image(image_name)
-        )
-
 
 class _StrictLoader(yaml.SafeLoader):
     """A safe loader that refuses duplicate mapping keys (``subject:`` twice must not mean 'the last')."""

@@ -121,5 +121,7 @@ def test_a_hung_registry_is_denied_at_the_deadline(
         )
         response = response_of(answer.json())
         assert response["allowed"] is False
-        assert response["status"]["message"] == f"LimitExceeded: {image}: no decision within 0.5s"
+        assert response["status"]["message"] == (
+            f"LimitExceeded: {image}: no decision after 0.5s (the deadline is 0.5s)"
+        )
         assert answer.elapsed.total_seconds() < 3

@@ -105,8 +105,6 @@ def test_policy_set_holds_both_kinds_and_rejects_duplicates() -> None:
     policies = PolicySet([good, bad])
     assert len(policies) == 2
     assert policies.invalid == (bad,)
-    # the old matching() leaves the invalid one out, as before
-    assert policies.matching("ghcr.io/acme/app", None) == (good,)
     assert policies.scope_for("ghcr.io/acme/app", None).cluster == (good, bad)
 
 

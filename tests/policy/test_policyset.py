@@ -144,24 +144,29 @@ def test_matching_combines_cluster_and_same_namespace_policies() -> None:
         _namespaced("team-a-extra", "team-a", "ghcr.io/acme/*"),
         _namespaced("team-b-extra", "team-b", "ghcr.io/acme/**"),
     )
-    names = [p.label for p in policies.matching("ghcr.io/acme/app", "team-a")]
+    names = [p.label for p in _governing(policies, "ghcr.io/acme/app", "team-a")]
     assert names == [
         "ClusterImagePolicy acme",
         "ClusterImagePolicy everything",
         "ImagePolicy team-a/team-a-extra",
     ]
-    assert [p.name for p in policies.matching("ghcr.io/acme/app", None)] == ["acme", "everything"]
-    assert [p.name for p in policies.matching("nginx:1.27", "team-b")] == ["everything", "nginx"]
-    assert [p.name for p in policies.matching("ghcr.io/acme/x/y", "team-b")] == [
+    assert [p.name for p in _governing(policies, "ghcr.io/acme/app", None)] == ["acme", "everything"]
+    assert [p.name for p in _governing(policies, "nginx:1.27", "team-b")] == ["everything", "nginx"]
+    assert [p.name for p in _governing(policies, "ghcr.io/acme/x/y", "team-b")] == [
         "acme",
         "everything",
         "team-b-extra",
     ]
 
 
+def _governing(policies: PolicySet, image: str, namespace: str | None) -> tuple[object, ...]:
+    scope = policies.scope_for(image, namespace)
+    return (*scope.cluster, *scope.namespaced)
+
+
 def test_no_policy_matches() -> None:
     policies = _set(_cluster("acme", "ghcr.io/acme/**"), _namespaced("x", "team-a", "**"))
-    assert policies.matching("quay.io/other/app", "team-b") == ()
+    assert _governing(policies, "quay.io/other/app", "team-b") == ()
 
 
 def test_duplicate_policies_are_policy_invalid() -> None:

@@ -1,0 +1,28 @@
+"""The one decision engine, and the only place that orchestrates registry, verify and policy.
+
+* :mod:`~controller.engine.core`: :class:`Engine`, images -> digests -> signatures -> verify -> policy;
+* :mod:`~controller.engine.lanes`: where slow work runs (bulkheads, single flight, deadlines);
+* :mod:`~controller.engine.caches`: evidence, tags and verdicts, each keyed by what it depends on;
+* :mod:`~controller.engine.evidence`: the blocking fetch and verify steps.
+"""
+
+from controller.engine.core import (
+    BUILTIN_TRUST_ROOTS,
+    CLUSTER_TENANT,
+    Clock,
+    Engine,
+    builtin_trust_roots,
+    utc_now,
+)
+from controller.engine.lanes import LaneLimits, Lanes
+
+__all__ = [
+    "BUILTIN_TRUST_ROOTS",
+    "CLUSTER_TENANT",
+    "Clock",
+    "Engine",
+    "LaneLimits",
+    "Lanes",
+    "builtin_trust_roots",
+    "utc_now",
+]

@@ -1,0 +1,519 @@
+"""The one decision engine: images -> digests -> signatures -> verify -> policy -> Decision.
+
+The webhook, the CLI, the demo and the background scan all call :class:`Engine`. Per image:
+
+1. parse the reference (``ReferenceInvalid``); refuse tag-only references if digests are required;
+2. find the policies that govern it in this namespace (:meth:`PolicySet.scope_for`): ClusterImagePolicies
+   (and the controller's default) decide whether it may run at all; the namespace's ImagePolicies only
+   add requirements. No cluster policy and a default of deny: ``NoMatchingPolicy``, with no fetch;
+3. resolve the tag to a digest (free when pinned; a tag is re-resolved after ``tag_ttl_seconds``);
+4. fetch the candidate signatures from each signature repository the policies name;
+5. verify them under each (trust root, tlog) the policies ask for;
+6. evaluate every policy and combine them (:func:`controller.policy.combine`).
+
+**Where the time goes.** A verdict whose every input is cached (:meth:`Engine.cached_decision`) is a
+dictionary lookup on the caller's thread: the webhook answers it on its event loop, with no worker.
+Everything else runs in :class:`~controller.engine.lanes.Lanes`: registry reads in worker threads
+behind per-namespace and per-host bulkheads, concurrent identical work done once, every wait clipped
+to a deadline, and every read charged to a byte budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from types import MappingProxyType
+from typing import Final
+
+from controller.config import Settings
+from controller.engine.caches import TTLCache
+from controller.engine.evidence import Evidence, fetch_candidates, verify_candidates
+from controller.engine.lanes import LaneLimits, Lanes
+from controller.errors import FetchError, ImprimaturError, InputError, LimitError, Reason
+from controller.model import Decision, Digest, Failure, ImageRef, ImageVerdict, Signature
+from controller.policy import (
+    Combined,
+    CompiledPolicy,
+    InvalidPolicy,
+    PolicyResult,
+    PolicySet,
+    combine,
+    evaluate_invalid,
+    evaluate_policy,
+)
+from controller.registry import Budget, BytePool, Keychain, RegistryClient, parse_reference
+from controller.verify import TrustRoot, VerifyOptions
+
+log = logging.getLogger(__name__)
+
+BUILTIN_TRUST_ROOTS: Final = {
+    "public-good": "trusted_root.public-good.json",
+    "staging": "trusted_root.staging.json",
+}
+EMPTY_LABELS: Final[Mapping[str, str]] = MappingProxyType({})
+CLUSTER_TENANT: Final = "-"  # the tenant of work outside any namespace (CLI, cluster-scoped objects)
+MAX_PARSED_REFERENCES: Final = 16384
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The wall clock, in UTC. The engine reads time only through its injected clock."""
+    return datetime.now(UTC)
+
+
+def builtin_trust_roots() -> dict[str, TrustRoot]:
+    """The embedded Sigstore roots shipped as package data: ``public-good`` and ``staging``."""
+    roots: dict[str, TrustRoot] = {}
+    data = resources.files("controller").joinpath("data")
+    for name, filename in BUILTIN_TRUST_ROOTS.items():
+        roots[name] = TrustRoot.from_json(data.joinpath(filename).read_bytes(), name)
+    return roots
+
+
+AnyPolicy = CompiledPolicy | InvalidPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One image being decided, once its digest is known: what every later step needs."""
+
+    image: str  # as written in the pod spec
+    pinned: ImageRef
+    digest: Digest
+    tenant: str  # whose bulkhead its registry reads use: the namespace, or CLUSTER_TENANT
+    keychain: Keychain | None
+
+
+_Outcome = tuple[ImageVerdict, float]  # the verdict, and until when (monotonic) it may be reused
+
+
+class Engine:
+    """Decides whether images may run. Policies, trust roots and namespace labels swap atomically."""
+
+    def __init__(
+        self,
+        *,
+        registry: RegistryClient,
+        policies: PolicySet,
+        trust_roots: Mapping[str, TrustRoot],
+        settings: Settings | None = None,
+        clock: Clock = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = registry
+        self.settings = settings or Settings()
+        self._clock = clock
+        self._monotonic = monotonic
+        s = self.settings
+        self.lanes = Lanes(
+            LaneLimits(per_host=s.max_per_registry_host, per_tenant=s.max_per_namespace, total=s.max_workers),
+            clock=monotonic,
+        )
+        self._bytes = BytePool(s.max_inflight_bytes)
+        self._evidence: TTLCache[tuple[object, ...], Evidence] = TTLCache(s.cache_entries, monotonic)
+        self._tags: TTLCache[tuple[object, ...], Digest] = TTLCache(s.cache_entries, monotonic)
+        self._verdicts: TTLCache[tuple[object, ...], ImageVerdict] = TTLCache(
+            s.verdict_cache_entries, monotonic
+        )
+        self._refs: dict[str, ImageRef | InputError] = {}
+        self._lock = threading.Lock()
+        self._policies = policies
+        self._roots: dict[str, TrustRoot] = dict(trust_roots)
+        self._labels: Mapping[str, Mapping[str, str]] = {}
+        self._cluster_gen = 0
+        self._roots_gen = 0
+        self._ns_gen: dict[str, int] = {}
+        self._ns_policies = _namespaced_ids(policies)
+        self._cluster_ids = _cluster_ids(policies)
+
+    # --- runtime updates (the admission layer's indexes call these)
+
+    def update(
+        self, *, policies: PolicySet | None = None, trust_roots: Mapping[str, TrustRoot] | None = None
+    ) -> None:
+        """Swap the policy set and/or trust roots.
+
+        Verified evidence does not depend on policies, so a policy edit keeps it: only the verdicts of
+        what changed are recomputed (an ImagePolicy edit touches only its own namespace). A trust root
+        that changed or went away drops exactly its own evidence.
+        """
+        with self._lock:
+            if policies is not None:
+                cluster_ids, ns_ids = _cluster_ids(policies), _namespaced_ids(policies)
+                if cluster_ids != self._cluster_ids:
+                    self._cluster_gen += 1
+                for namespace in set(ns_ids) | set(self._ns_policies):
+                    if ns_ids.get(namespace) != self._ns_policies.get(namespace):
+                        self._ns_gen[namespace] = self._ns_gen.get(namespace, 0) + 1
+                self._policies, self._cluster_ids, self._ns_policies = policies, cluster_ids, ns_ids
+            if trust_roots is not None:
+                new = dict(trust_roots)
+                changed = {n for n in set(new) | set(self._roots) if new.get(n) is not self._roots.get(n)}
+                if changed:
+                    dropped = self._evidence.discard_where(lambda key: key[3] in changed)
+                    log.info("trust roots changed: %s; %d cached results dropped", sorted(changed), dropped)
+                    self._roots_gen += 1
+                self._roots = new
+
+    def set_namespace_labels(self, labels: Mapping[str, Mapping[str, str]]) -> None:
+        """Replace the labels of every namespace (from the Namespace objects, never from a review)."""
+        fresh = {ns: MappingProxyType(dict(values)) for ns, values in labels.items()}
+        with self._lock:
+            for namespace in set(fresh) | set(self._labels):
+                if dict(fresh.get(namespace, EMPTY_LABELS)) != dict(
+                    self._labels.get(namespace, EMPTY_LABELS)
+                ):
+                    self._ns_gen[namespace] = self._ns_gen.get(namespace, 0) + 1
+            self._labels = fresh
+
+    @property
+    def policies(self) -> PolicySet:
+        return self._policies
+
+    def close(self) -> None:
+        self.lanes.close()
+
+    # --- decisions
+
+    def _verdict_key(self, image: str, namespace: str | None) -> tuple[object, ...]:
+        ns_gen = self._ns_gen.get(namespace, 0) if namespace is not None else 0
+        return (image, namespace, self._cluster_gen, ns_gen, self._roots_gen)
+
+    def cached_decision(self, images: Sequence[str], namespace: str | None = None) -> Decision | None:
+        """The decision when every image's verdict is cached and fresh; None otherwise. Never waits."""
+        verdicts = []
+        for image in dict.fromkeys(images):
+            verdict = self._verdicts.get(self._verdict_key(image, namespace))
+            if verdict is None:
+                return None
+            verdicts.append(verdict)
+        return _decision(verdicts)
+
+    def decide_images(
+        self,
+        images: Sequence[str],
+        *,
+        namespace: str | None = None,
+        keychain: Keychain | None = None,
+        timeout: float | None = None,
+    ) -> Decision:
+        """:meth:`decide` for synchronous callers (the CLI, tests): runs its own event loop."""
+        return asyncio.run(self.decide(images, namespace=namespace, keychain=keychain, timeout=timeout))
+
+    async def decide(
+        self,
+        images: Sequence[str],
+        *,
+        namespace: str | None = None,
+        keychain: Keychain | None = None,
+        timeout: float | None = None,
+        started: float | None = None,
+    ) -> Decision:
+        """Decide for a list of image references: allowed only if every image is.
+
+        Within ``timeout`` seconds of ``started`` (a monotonic time; default now, and
+        ``Settings.decision_timeout_seconds``): an image still undecided then is denied
+        ``LimitExceeded`` (transient), saying how long the decision actually took.
+        """
+        began = self._monotonic() if started is None else started
+        limit = timeout if timeout is not None else self.settings.decision_timeout_seconds
+        deadline = began + limit
+        unique = list(dict.fromkeys(images))
+        tasks = [asyncio.ensure_future(self._decide_one(image, namespace, keychain)) for image in unique]
+        done, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - self._monotonic()))
+        for task in pending:
+            task.cancel()
+        elapsed = self._monotonic() - began
+        verdicts = []
+        for image, task in zip(unique, tasks, strict=True):
+            if task in done:
+                verdicts.append(task.result())
+            else:
+                detail = f"no decision after {elapsed:.1f}s (the deadline is {limit:g}s)"
+                verdicts.append(ImageVerdict(image, False, Reason.LIMIT_EXCEEDED, detail, transient=True))
+        return _decision(verdicts)
+
+    async def _decide_one(self, image: str, namespace: str | None, keychain: Keychain | None) -> ImageVerdict:
+        key = self._verdict_key(image, namespace)
+        cached = self._verdicts.get(key)
+        if cached is not None:
+            return cached
+        try:
+            verdict, expires = await self._verify_image(image, namespace, keychain)
+        except ImprimaturError as e:
+            return ImageVerdict(image, False, e.reason, _trim(image, e.detail), transient=e.transient)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # fail closed on anything we did not foresee, and say so
+            log.exception("internal error while verifying %s", image)
+            return ImageVerdict(image, False, Reason.INTERNAL_ERROR, f"{type(e).__name__}: {e}")
+        if expires > self._monotonic():
+            self._verdicts.put(key, verdict, expires=expires)
+        return verdict
+
+    def _parse(self, image: str) -> ImageRef:
+        parsed = self._refs.get(image)
+        if parsed is None:
+            try:
+                parsed = parse_reference(image)
+            except InputError as e:
+                parsed = e
+            if len(self._refs) >= MAX_PARSED_REFERENCES:
+                self._refs.clear()
+            self._refs[image] = parsed
+        if isinstance(parsed, InputError):
+            raise parsed
+        return parsed
+
+    async def _verify_image(self, image: str, namespace: str | None, keychain: Keychain | None) -> _Outcome:
+        """The verdict and until when it holds (0: do not reuse it)."""
+        settings = self.settings
+        forever = self._monotonic() + settings.cache_ttl_seconds
+        ref = self._parse(image)  # step 1
+        if ref.digest is None and settings.require_digest:
+            return ImageVerdict(
+                image, False, Reason.DIGEST_REQUIRED, "image must be pinned by digest"
+            ), forever
+
+        # step 2: which policies govern this image here; the cluster level decides whether it may run
+        labels = self._labels.get(namespace, EMPTY_LABELS) if namespace is not None else EMPTY_LABELS
+        scope = self._policies.scope_for(ref.name, namespace, labels)
+        if not scope.cluster and settings.default_decision == "deny":
+            return ImageVerdict(
+                image, False, Reason.NO_MATCHING_POLICY, f"no policy matches {ref.name}"
+            ), forever
+        if not scope.cluster and not scope.namespaced:
+            combined = combine(image, (), (), default_decision=settings.default_decision)
+            return _verdict(image, combined, None, ()), forever
+
+        # step 3: the digest
+        tenant = namespace or CLUSTER_TENANT
+        digest, until = await self._resolve(ref, tenant, keychain)
+        job = _Job(image, ref.with_digest(digest), digest, tenant, keychain)
+
+        # steps 4-6, per policy: evidence is shared between policies that ask for the same
+        policies: list[AnyPolicy] = [*scope.cluster, *scope.namespaced]
+        evaluated = await asyncio.gather(*(self._evaluate(policy, job) for policy in policies))
+        results = [result for result, _ in evaluated]
+        until = min([until, *(expires for _, expires in evaluated)])
+        n = len(scope.cluster)
+        combined = combine(image, results[:n], results[n:], default_decision=settings.default_decision)
+        warnings: tuple[str, ...] = ()
+        if ref.digest is None and combined.allowed and settings.warn_on_tag:
+            warnings = (
+                f"{image}: verified at the digest its tag points to now ({digest}); the tag can move",
+            )
+        verdict = _verdict(image, combined, digest, warnings)
+        return verdict, (0.0 if verdict.transient else until)
+
+    async def _evaluate(self, policy: AnyPolicy, job: _Job) -> tuple[PolicyResult, float]:
+        forever = self._monotonic() + self.settings.cache_ttl_seconds
+        if isinstance(policy, InvalidPolicy):
+            return evaluate_invalid(policy, job.image), forever
+        root = self._roots.get(policy.trust_root)
+        if root is None:
+            failure = Failure(
+                Reason.TRUST_ROOT_UNKNOWN,
+                f"policy {policy.name} names unknown trust root {policy.trust_root!r}",
+                job.image,
+            )
+            return evaluate_policy(policy, (), (failure,), job.image), forever
+        sig_repo = policy.signature_repository or self.settings.signature_repository
+        evidence, expires = await self._evidence_for(job, sig_repo, root, tlog_required=policy.tlog_required)
+        return evaluate_policy(policy, evidence.verified, evidence.failures, job.image), expires
+
+    # --- the slow work, behind the lanes
+
+    def _flight_deadline(self) -> float:
+        return self._monotonic() + self.settings.fetch_timeout_seconds
+
+    def _budget(self, deadline: float) -> Budget:
+        return Budget(deadline=deadline, max_bytes=self.settings.max_decision_bytes, pool=self._bytes)
+
+    async def _resolve(self, ref: ImageRef, tenant: str, keychain: Keychain | None) -> tuple[Digest, float]:
+        """The digest and until when it holds: forever when pinned, ``tag_ttl_seconds`` for a tag."""
+        if ref.digest is not None:
+            return ref.digest, self._monotonic() + self.settings.cache_ttl_seconds
+        key = (ref.registry, ref.repository, ref.tag)
+        hit = self._tags.get_with_expiry(key)
+        if hit is not None:
+            return hit
+        deadline = self._flight_deadline()
+        registry = self._registry(keychain)
+
+        async def resolve() -> Digest:
+            budget = self._budget(deadline)
+            try:
+                return await self.lanes.registry(
+                    functools.partial(registry.resolve, ref, budget=budget),
+                    host=ref.registry,
+                    tenant=tenant,
+                    deadline=deadline,
+                    what=f"resolving {ref}",
+                )
+            finally:
+                budget.close()
+
+        digest: Digest = await self.lanes.once(
+            ("tag", *key, _keychain_id(keychain)), resolve, deadline=deadline, what=f"resolving {ref}"
+        )
+        ttl = self.settings.tag_ttl_seconds
+        expires = self._monotonic() + ttl
+        if ttl > 0:
+            self._tags.put(key, digest, expires=expires)
+        return digest, expires
+
+    async def _evidence_for(
+        self, job: _Job, sig_repo: str | None, root: TrustRoot, *, tlog_required: bool
+    ) -> tuple[Evidence, float]:
+        """Verified evidence, cached by (digest, repository, trust root, tlog); fetched once at a time."""
+        pinned, digest, image = job.pinned, job.digest, job.image
+        where = sig_repo or f"{pinned.registry}/{pinned.repository}"
+        key = (str(digest), where, tlog_required, root.name, id(root))
+        hit = self._evidence.get_with_expiry(key)
+        if hit is not None:
+            return hit
+        deadline = self._flight_deadline()
+
+        async def verify() -> Evidence:
+            candidates = await self._candidates(job, sig_repo, deadline)
+            if isinstance(candidates, FetchError):
+                # could not fetch the evidence: deny, marked transient, and never cache
+                failure = Failure(candidates.reason, _trim(image, candidates.detail), image, transient=True)
+                return Evidence((), (failure,), 0)
+            options = VerifyOptions(
+                require_tlog=tlog_required,
+                require_sct=self.settings.require_sct,
+                require_issuer_extension=self.settings.require_issuer_extension,
+            )
+            now = self._clock()
+            evidence = await self.lanes.cpu(
+                functools.partial(
+                    verify_candidates,
+                    candidates,
+                    digest=digest,
+                    root=root,
+                    options=options,
+                    now=now,
+                    image=image,
+                ),
+                deadline=deadline,
+                what=f"verifying the signatures of {pinned}",
+            )
+            if evidence.found:  # "not found" is not cached: a signature may be pushed any second
+                self._evidence.put(key, evidence, expires=self._monotonic() + self.settings.cache_ttl_seconds)
+            return evidence
+
+        try:
+            evidence: Evidence = await self.lanes.once(
+                ("evidence", *key), verify, deadline=deadline, what=f"verifying {pinned}"
+            )
+        except LimitError as e:
+            failure = Failure(e.reason, _trim(image, e.detail), image, transient=True)
+            return Evidence((), (failure,), 0), 0.0
+        if not evidence.found:
+            return evidence, 0.0
+        return evidence, self._monotonic() + self.settings.cache_ttl_seconds
+
+    async def _candidates(
+        self, job: _Job, sig_repo: str | None, deadline: float
+    ) -> list[Signature] | FetchError:
+        pinned, digest, tenant, keychain = job.pinned, job.digest, job.tenant, job.keychain
+        registry = self._registry(keychain)
+        host = sig_repo.split("/", 1)[0] if sig_repo else pinned.registry
+
+        async def fetch() -> list[Signature] | FetchError:
+            budget = self._budget(deadline)
+            try:
+                return await self.lanes.registry(
+                    functools.partial(
+                        fetch_candidates,
+                        registry,
+                        pinned,
+                        digest,
+                        sig_repo,
+                        fetch_bundles=self.settings.fetch_bundles,
+                        budget=budget,
+                    ),
+                    host=host,
+                    tenant=tenant,
+                    deadline=deadline,
+                    what=f"fetching the signatures of {pinned}",
+                )
+            except FetchError as e:
+                return e
+            finally:
+                budget.close()
+
+        key = (
+            "candidates",
+            str(digest),
+            f"{pinned.registry}/{pinned.repository}",
+            sig_repo,
+            _keychain_id(keychain),
+        )
+        result: list[Signature] | FetchError = await self.lanes.once(
+            key, fetch, deadline=deadline, what=f"fetching the signatures of {pinned}"
+        )
+        return result
+
+    def _registry(self, keychain: Keychain | None) -> RegistryClient:
+        return self.registry.with_keychain(keychain) if keychain is not None else self.registry
+
+
+# --- helpers
+
+
+def _cluster_ids(policies: PolicySet) -> tuple[int, ...]:
+    return tuple(id(p) for p in policies if p.kind == "ClusterImagePolicy")
+
+
+def _namespaced_ids(policies: PolicySet) -> dict[str, tuple[int, ...]]:
+    out: dict[str, tuple[int, ...]] = {}
+    for p in policies:
+        if p.kind == "ImagePolicy" and p.namespace is not None:
+            out[p.namespace] = (*out.get(p.namespace, ()), id(p))
+    return out
+
+
+def _keychain_id(keychain: Keychain | None) -> tuple[tuple[str, str], ...]:
+    if keychain is None:
+        return ()
+    return tuple((host, credential.fingerprint) for host, credential in keychain.entries)
+
+
+def _trim(image: str, detail: str) -> str:
+    """A detail without a leading repeat of the image the verdict already names."""
+    for prefix in (f"{image}: ", f"{image} "):
+        if detail.startswith(prefix):
+            return detail[len(prefix) :]
+    return detail
+
+
+def _verdict(
+    image: str, combined: Combined, digest: Digest | None, warnings: tuple[str, ...]
+) -> ImageVerdict:
+    return ImageVerdict(
+        image,
+        combined.allowed,
+        combined.reason,
+        _trim(image, combined.detail),
+        digest,
+        combined.policies,
+        combined.matched,
+        (*combined.warnings, *warnings),
+        transient=combined.transient,
+    )
+
+
+def _decision(verdicts: Sequence[ImageVerdict]) -> Decision:
+    warnings = tuple(dict.fromkeys(w for v in verdicts for w in v.warnings))
+    return Decision(allowed=all(v.allowed for v in verdicts), verdicts=tuple(verdicts), warnings=warnings)
