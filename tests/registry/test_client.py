@@ -14,7 +14,7 @@ import urllib3.connection
 
 from controller.errors import EvidenceError, FetchError, InputError, LimitError, PolicyError, Reason
 from controller.model import Digest
-from controller.registry import Limits, RegistryClient, RegistryConfig, parse_reference
+from controller.registry import Keychain, Limits, RegistryClient, RegistryConfig, parse_reference
 from controller.registry.manifest import OCI_INDEX, OCI_MANIFEST, SIMPLESIGNING
 from tests.fixtures.registry import RegistryServer, TestPKI, referrers_index
 from tests.registry.fakes import Route, closed_port, scripted, silent
@@ -551,3 +551,98 @@ def test_referrers_api(registry: RegistryServer) -> None:
 def test_pki_fixture_is_generated_now(registry_pki: TestPKI) -> None:
     assert Path(registry_pki.ca_file).read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
     assert not str(registry_pki.directory).startswith(str(REPO_ROOT))
+
+
+# --- registries without the referrers API (distribution 2.8 answers "404 page not found", text/plain)
+
+
+def test_referrers_api_absence_is_quiet_and_remembered(
+    registry: RegistryServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    subject = registry.push_random_image("client/noapi", "v1")
+    ref = parse_reference(registry.ref("client/noapi", "v1"))
+    counter = Counter()
+    client = _client(registry, session=counter.session)
+    caplog.set_level("DEBUG", logger="controller.registry")
+    assert client.fetch_referrer_bundles(ref, subject) == []
+    assert client.fetch_referrer_bundles(ref, subject) == []
+    referrers = [url for _, url in counter.calls if "/referrers/" in url]
+    assert len(referrers) == 1  # the second lookup skipped the API
+    assert len([url for _, url in counter.calls if f"/manifests/sha256-{subject.hex}" in url]) == 2
+    assert [r for r in caplog.records if r.levelno >= 30] == []  # no warning: absence is normal
+    derived = client.with_keychain(Keychain())
+    assert derived.fetch_referrer_bundles(ref, subject) == []
+    assert len([url for _, url in counter.calls if "/referrers/" in url]) == 1  # shared by derived clients
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        Route(404, body=b"404 page not found\n", headers={"Content-Type": "text/plain"}),
+        Route(404, body=b'{"errors":[{"code":"NAME_UNKNOWN"}]}'),
+        Route(400, body=b'{"errors":[{"code":"UNSUPPORTED"}]}'),
+        Route(405),
+        Route(501),
+    ],
+    ids=["404-text", "404-json", "400", "405", "501"],
+)
+def test_every_not_supported_answer_falls_back_to_the_tag_schema(registry_pki: TestPKI, route: Route) -> None:
+    subject = Digest.of(b"subject")
+    with scripted(registry_pki.server_context()) as fake:
+        fake.routes[f"/v2/app/referrers/{subject}"] = route
+        config = f"configs: {{'{fake.host}': {{tls: {{ca_file: '{registry_pki.ca_file}'}}}}}}"
+        client = RegistryClient(RegistryConfig.from_yaml(config))
+        ref = parse_reference(f"{fake.host}/app:v1")
+        assert client.fetch_referrer_bundles(ref, subject) == []
+        assert client.fetch_referrer_bundles(ref, subject) == []
+        assert fake.paths().count(f"/v2/app/referrers/{subject}") == 1
+        assert fake.paths().count(f"/v2/app/manifests/sha256-{subject.hex}") == 2
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_a_real_referrers_failure_still_raises(registry_pki: TestPKI, status: int) -> None:
+    subject = Digest.of(b"subject")
+    with scripted(registry_pki.server_context()) as fake:
+        fake.routes[f"/v2/app/referrers/{subject}"] = Route(status)
+        config = f"configs: {{'{fake.host}': {{tls: {{ca_file: '{registry_pki.ca_file}'}}}}}}"
+        client = RegistryClient(RegistryConfig.from_yaml(config))
+        for _ in range(2):  # and is not remembered as "no API"
+            with pytest.raises(FetchError) as caught:
+                client.fetch_referrer_bundles(parse_reference(f"{fake.host}/app:v1"), subject)
+            assert caught.value.reason is Reason.REGISTRY_UNAVAILABLE
+        assert fake.paths().count(f"/v2/app/referrers/{subject}") == 2
+
+
+# --- details: short, stable, without the image reference or urllib3's text
+
+
+def test_details_do_not_repeat_the_image(registry: RegistryServer, image: tuple[str, Digest]) -> None:
+    client = _client(registry)
+    for text in (registry.ref("client/app", "nope"), registry.ref("client/absent", "v1")):
+        with pytest.raises(FetchError) as caught:
+            client.resolve(parse_reference(text))
+        assert caught.value.reason is Reason.IMAGE_NOT_FOUND
+        assert text not in caught.value.detail
+        assert registry.host not in caught.value.detail
+
+
+def test_connection_failures_are_short_phrases(registry: RegistryServer, registry_pki: TestPKI) -> None:
+    port = closed_port()
+    refused = RegistryClient(
+        RegistryConfig.from_yaml(
+            f"mirrors: {{'127.0.0.1:{port}': {{endpoint: ['http://127.0.0.1:{port}']}}}}"
+        )
+    )
+    with pytest.raises(FetchError) as caught:
+        refused.resolve(parse_reference(f"127.0.0.1:{port}/app:v1"))
+    assert caught.value.reason is Reason.REGISTRY_UNAVAILABLE
+    assert caught.value.detail == f"HEAD 127.0.0.1:{port}/v2/app/manifests/v1: connection refused"
+
+    with pytest.raises(FetchError) as caught:
+        RegistryClient().resolve(parse_reference(registry.ref("client/app", "v1")))  # CA not trusted
+    assert caught.value.reason is Reason.REGISTRY_UNAVAILABLE
+    assert caught.value.detail.startswith(
+        f"HEAD {registry.host}/v2/client/app/manifests/v1: TLS certificate verification failed: "
+    )
+    for noise in ("HTTPSConnectionPool", "Max retries", "urllib3", "object at 0x"):
+        assert noise not in caught.value.detail
