@@ -17,8 +17,9 @@ import kopf
 import kubernetes
 
 from controller.admission.kube import KubernetesReader
+from controller.admission.objects import GROUP, VERSION
 from controller.admission.server import Controller, serve_cluster
-from controller.admission.webhook import WEBHOOK_PODS, WEBHOOK_WORKLOADS
+from controller.admission.webhook import WEBHOOK_PODS, WEBHOOK_POLICIES, WEBHOOK_WORKLOADS
 from tests.admission.harness import (
     API_GROUP,
     TRUST_ROOT_NAME,
@@ -86,9 +87,33 @@ def publish(registry: RegistryServer, kit: SigstoreKit) -> ClusterImages:
     )
 
 
+INVALID_POLICY = "strict"
+INVALID_SUBJECT_REGEXP = r"(a)\1"  # a backreference: valid for Python's re, refused by RE2 (cosign's syntax)
+
+
+def invalid_policy(name: str, glob: str) -> dict[str, object]:
+    """A ClusterImagePolicy over ``glob`` whose subject regex does not compile (RE2 has no backreferences)."""
+    return {
+        "apiVersion": API_GROUP,
+        "kind": "ClusterImagePolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "images": [{"glob": glob}],
+            "identities": [{"issuer": GITHUB_OAUTH_ISSUER, "subjectRegExp": INVALID_SUBJECT_REGEXP}],
+            "trustRoot": TRUST_ROOT_NAME,
+        },
+    }
+
+
 def baseline_policies(images: ClusterImages, kit: SigstoreKit) -> list[dict[str, object]]:
-    """The kit's TrustRoot and one ClusterImagePolicy: ``<host>/kube/apps/**`` must be signed by alice."""
-    return [trust_root(kit.trusted_root_json()), cluster_policy("apps", [f"{images.host}/kube/apps/**"])]
+    """The kit's TrustRoot; ``<host>/kube/apps/**`` must be signed by alice; and ``strict``, an invalid
+    policy over ``<host>/kube/strict/**``. These are stored before the webhook is registered, so the
+    invalid one gets in, as a policy written before an upgrade would (the webhook refuses it now)."""
+    return [
+        trust_root(kit.trusted_root_json()),
+        cluster_policy("apps", [f"{images.host}/kube/apps/**"]),
+        invalid_policy(INVALID_POLICY, f"{images.host}/kube/strict/**"),
+    ]
 
 
 # --- the webhook registration, as charts/imprimatur/templates/validatingwebhookconfiguration.yaml
@@ -120,7 +145,7 @@ def _webhook(name: str, url: str, ca: str, rules: list[dict[str, object]]) -> di
 def _rule(group: str, operations: Sequence[str], resources: Sequence[str]) -> dict[str, object]:
     return {
         "apiGroups": [group],
-        "apiVersions": ["v1"],
+        "apiVersions": [VERSION if group == GROUP else "v1"],
         "operations": list(operations),
         "resources": list(resources),
         "scope": "Namespaced",
@@ -128,7 +153,8 @@ def _rule(group: str, operations: Sequence[str], resources: Sequence[str]) -> di
 
 
 def webhook_configuration(base_url: str, ca_file: str) -> dict[str, object]:
-    """The chart's ValidatingWebhookConfiguration, with ``clientConfig.url`` instead of a Service."""
+    """The chart's ValidatingWebhookConfiguration (pods, workloads, our own policies), with
+    ``clientConfig.url`` instead of a Service."""
     ca = ca_bundle(ca_file)
     both = ["CREATE", "UPDATE"]
     pods = [_rule("", both, ["pods"]), _rule("", ["UPDATE"], ["pods/ephemeralcontainers"])]
@@ -137,6 +163,12 @@ def webhook_configuration(base_url: str, ca_file: str) -> dict[str, object]:
         _rule("batch", both, ["jobs", "cronjobs"]),
         _rule("", both, ["replicationcontrollers"]),
     ]
+    policies = [
+        {**_rule(GROUP, both, ["clusterimagepolicies", "trustroots"]), "scope": "Cluster"},
+        _rule(GROUP, both, ["imagepolicies"]),
+    ]
+    policies_webhook = _webhook("policies.imprimatur.dev", f"{base_url}/{WEBHOOK_POLICIES}", ca, policies)
+    del policies_webhook["namespaceSelector"]  # our own objects are reviewed everywhere
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
@@ -144,6 +176,7 @@ def webhook_configuration(base_url: str, ca_file: str) -> dict[str, object]:
         "webhooks": [
             _webhook("pods.imprimatur.dev", f"{base_url}/{WEBHOOK_PODS}", ca, pods),
             _webhook("workloads.imprimatur.dev", f"{base_url}/{WEBHOOK_WORKLOADS}", ca, workloads),
+            policies_webhook,
         ],
     }
 
@@ -238,6 +271,11 @@ class Outcome:
     stdout: str
     stderr: str
 
+    def refusal(self, webhook: str) -> str:
+        """The message of the denial by ``webhook`` (``pods``, ``workloads``, ``policies``), or ``""``."""
+        marker = f'admission webhook "{webhook}.imprimatur.dev" denied the request: '
+        return self.stderr.partition(marker)[2].strip()
+
     def denials(self, webhook: str) -> list[tuple[str, str]]:
         """``(reason, image)`` of each line of the denial by ``webhook`` (``pods`` or ``workloads``)."""
         marker = f'admission webhook "{webhook}.imprimatur.dev" denied the request: '
@@ -286,15 +324,18 @@ def identity_of_anyone() -> dict[str, str]:
     return {"issuerRegExp": ".*", "subjectRegExp": ".*"}
 
 
-def namespaced_policy(name: str, namespace: str, **spec: object) -> dict[str, object]:
-    """An ImagePolicy in ``namespace`` over every image (``**``), trusting any identity of the kit."""
+def namespaced_policy(
+    name: str, namespace: str, *, identity: Mapping[str, str] | None = None, **spec: object
+) -> dict[str, object]:
+    """An ImagePolicy in ``namespace`` over every image (``**``), trusting any identity of the kit
+    (or ``identity``)."""
     return {
         "apiVersion": API_GROUP,
         "kind": "ImagePolicy",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "images": [{"glob": "**"}],
-            "identities": [identity_of_anyone()],
+            "identities": [dict(identity or identity_of_anyone())],
             "trustRoot": TRUST_ROOT_NAME,
             **spec,
         },
