@@ -151,6 +151,8 @@ class Admission:
     def answer_now(self, ctx: ReviewContext) -> Answer | None:
         """The answer if it needs no waiting (cached, nothing to verify, not loaded, shed); else None."""
         request = ctx.request
+        if ctx.webhook not in (WEBHOOK_PODS, WEBHOOK_WORKLOADS):
+            return None  # not an image review (validate-policies): kopf's handler answers it
         if not self.state.loaded:
             # Every review is denied until loading completes, whatever it holds.
             try:

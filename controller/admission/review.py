@@ -126,6 +126,20 @@ def _gvr(container: Mapping[str, object], key: str) -> GroupVersionResource:
     )
 
 
+def _typed(obj: Mapping[str, object] | None, kind: Mapping[str, object]) -> Mapping[str, object] | None:
+    """The object, typed from ``request.kind`` when it carries no ``apiVersion``/``kind`` of its own
+    (API servers before 1.15 sent objects so). A kind the object does state is never overridden."""
+    if obj is None or (isinstance(obj.get("apiVersion"), str) and isinstance(obj.get("kind"), str)):
+        return obj
+    group, version, name = kind.get("group"), kind.get("version"), kind.get("kind")
+    if not all(isinstance(part, str) for part in (group, version, name)) or not version or not name:
+        return obj
+    typed = dict(obj)
+    typed.setdefault("apiVersion", f"{group}/{version}" if group else version)
+    typed.setdefault("kind", name)
+    return typed
+
+
 def review_uid(data: object) -> str | None:
     """The request's ``uid`` if it can be read at all, so even a malformed review gets an answer."""
     if not isinstance(data, dict):
@@ -189,8 +203,8 @@ def parse_review(data: object) -> AdmissionRequest:
     if not isinstance(dry_run, bool):
         raise _invalid(f"request.dryRun must be a boolean, not {_type_name(dry_run)}")
 
-    obj = _optional_object(request, "object", "request")
-    old = _optional_object(request, "oldObject", "request")
+    obj = _typed(_optional_object(request, "object", "request"), kind)
+    old = _typed(_optional_object(request, "oldObject", "request"), kind)
     if operation in ("CREATE", "UPDATE") and obj is None:
         raise _invalid(f"request.object is missing for {operation}")
     if operation == "UPDATE" and old is None:

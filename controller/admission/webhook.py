@@ -87,6 +87,8 @@ WEBHOOK_SUBRESOURCES: Final[Mapping[str, frozenset[str | None]]] = {
 }
 
 NO_IMAGES_REASON: Final = "NoNewImages"  # an UPDATE that adds no image: nothing to verify
+NOT_HANDLED_REASON: Final = "NotHandled"  # a kind no webhook of ours reviews (a broad rule sent it)
+REVIEWED_RESOURCES: Final = frozenset(r for resources in WEBHOOK_RESOURCES.values() for r in resources)
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,15 +404,8 @@ class WebhookServer:
         )
         return aiohttp.web.json_response(response)
 
-    async def _serve(self, fn: kopf.WebhookFn, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
-        started = time.monotonic()
-        webhook = request.match_info.get("id", "")
-        resources = WEBHOOK_RESOURCES.get(webhook)
-        if resources is None:
-            self.observer.record(
-                kind="-", allowed=False, reason="NotFound", duration=time.monotonic() - started
-            )
-            return _json_error(404, Reason.REVIEW_INVALID, f"no webhook at /{webhook[:80]}")
+    async def _read_json(self, request: aiohttp.web.Request, started: float) -> object:
+        """The request body as JSON, or the error response that refuses it (413, 400)."""
         try:
             body = await request.read()
         except aiohttp.web.HTTPRequestEntityTooLarge:
@@ -422,7 +417,7 @@ class WebhookServer:
             )
             return _json_error(413, Reason.LIMIT_EXCEEDED, f"a review is at most {MAX_REVIEW_BYTES} bytes")
         try:
-            data = json.loads(body)
+            data: object = json.loads(body)
         except (ValueError, RecursionError) as e:
             self.observer.record(
                 kind="-",
@@ -432,8 +427,36 @@ class WebhookServer:
             )
             return _json_error(400, Reason.REVIEW_INVALID, f"the body is not JSON: {type(e).__name__}")
 
+        return data
+
+    async def _serve(self, fn: kopf.WebhookFn, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
+        started = time.monotonic()
+        webhook = request.match_info.get("id", "")
+        resources = WEBHOOK_RESOURCES.get(webhook)
+        if resources is None:
+            self.observer.record(
+                kind="-", allowed=False, reason="NotFound", duration=time.monotonic() - started
+            )
+            return _json_error(404, Reason.REVIEW_INVALID, f"no webhook at /{webhook[:80]}")
+        data = await self._read_json(request, started)
+        if isinstance(data, aiohttp.web.Response):
+            return data
         api_version, uid = review_api_version(data), review_uid(data)
         try:
+            parsed = parse_review(data)
+            if parsed.resource not in REVIEWED_RESOURCES:
+                # Not an image-bearing kind nor one of ours (a Role, say, sent by a broad rule):
+                # nothing here could deny it, so it is allowed, and logged like every answer.
+                self.observer.record(
+                    kind=parsed.kind,
+                    allowed=True,
+                    reason=NOT_HANDLED_REASON,
+                    duration=time.monotonic() - started,
+                    uid=parsed.uid,
+                )
+                return aiohttp.web.json_response(
+                    review_response(api_version=api_version, uid=parsed.uid, allowed=True)
+                )
             parsed = parse_webhook_review(data, webhook)
         except InputError as e:
             self.observer.record(
@@ -455,7 +478,9 @@ class WebhookServer:
         try:
             headers = dict(request.headers)
             sslpeer = request.transport.get_extra_info("peercert") if request.transport else None
-            raw_response: object = await fn(data, webhook=webhook, headers=headers, sslpeer=sslpeer)
+            raw_response: object = await fn(
+                cast(Any, data), webhook=webhook, headers=headers, sslpeer=sslpeer
+            )
         except Exception as e:  # noqa: BLE001 - the framework failed: deny, and say it was us
             server_log.exception("admission framework error for uid=%s", parsed.uid)
             raw_response = review_response(
