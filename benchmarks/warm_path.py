@@ -91,7 +91,14 @@ def _measure(
     if overload:
         settle(server)
         rate = args.overload
-        summary = run_open_loop(target, case.path, case.bodies, rate, int(rate * args.duration))
+        summary = run_open_loop(
+            target,
+            case.path,
+            case.bodies,
+            rate,
+            int(rate * args.duration),
+            max_connections=args.overload_connections,
+        )
         measured.overload = summary
         print(f"  {server.name:<10} {case.name:<8} {rate:6.0f}/s overload: {summary.line()}")
         print(
@@ -212,6 +219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--floor-cases", nargs="+", choices=CASES, default=["pod1"])
     parser.add_argument("--sequential", type=int, default=2000, help="reviews for CPU per review")
     parser.add_argument("--overload", type=float, default=3000.0, help="offered rate of the overload run")
+    parser.add_argument(
+        "--overload-connections",
+        type=int,
+        default=512,
+        help="connection bound of the overload run (kube-apiserver opens more under load)",
+    )
     parser.add_argument(
         "--rss-images", type=int, default=400, help="signed images for the RSS figure (0: skip)"
     )
