@@ -217,16 +217,22 @@ def _wait_for(what: str, check: Callable[[], bool], timeout: float, running: Run
         time.sleep(POLL_SECONDS)
 
 
-def _webhook_active(api: ApiServer) -> bool:
-    """True once the API server calls our webhook (a server-side dry run of a pod reaches it)."""
+def _webhook_answers(api: ApiServer, last: list[str]) -> bool:
+    """True once the API server calls our webhook and gets its answer: a server-side dry run of a pod
+    with an image no policy covers is denied by ``pods.imprimatur.dev`` (not failed, not admitted)."""
     probe = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "webhook-probe"},
-        "spec": {"containers": [{"name": "c", "image": "probe.invalid/not/governed:v1"}]},
+        "spec": {"containers": [{"name": "c", "image": "probe.invalid/not/governed@sha256:" + "0" * 64}]},
     }
     response = api.request("POST", "/api/v1/namespaces/default/pods?dryRun=All", probe)
-    return "pods.imprimatur.dev" in response.text
+    last[:] = [f"HTTP {response.status_code}: {response.text[:1000]}"]
+    try:
+        message = str(response.json().get("message", ""))
+    except ValueError:
+        return False
+    return message.startswith('admission webhook "pods.imprimatur.dev" denied the request: ')
 
 
 def start_controller(api: ApiServer, registry: RegistryServer, pki: TestPKI, tmp: Path) -> RunningController:
@@ -251,9 +257,16 @@ def start_controller(api: ApiServer, registry: RegistryServer, pki: TestPKI, tmp
         _wait_for("serving", controller.server.started.is_set, CONTROLLER_START_SECONDS, running)
         _wait_for("loaded", lambda: controller.state.loaded, LOAD_TIMEOUT_SECONDS, running)
         api.apply([webhook_configuration(running.url, pki.ca_file)])
-        _wait_for(
-            "called by the API server", lambda: _webhook_active(api), WEBHOOK_ACTIVE_TIMEOUT_SECONDS, running
-        )
+        last: list[str] = []
+        try:
+            _wait_for(
+                "answering the API server",
+                lambda: _webhook_answers(api, last),
+                WEBHOOK_ACTIVE_TIMEOUT_SECONDS,
+                running,
+            )
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}; the API server's last answer: {last}") from e
     except BaseException:
         running.stop()
         raise
