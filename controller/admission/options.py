@@ -19,7 +19,7 @@ IMPRIMATUR_REGISTRY_CONFIG             registries.yaml (mirrors, TLS, auth)    /
 IMPRIMATUR_DOCKER_CONFIG               controller-wide docker config.json      (none)
 IMPRIMATUR_DOCKER_CONFIG_SECRET        the same, as a Secret: namespace/name   (none)
 IMPRIMATUR_DECISION_TIMEOUT_SECONDS    deadline for one review                 9
-IMPRIMATUR_MAX_CONCURRENT_REVIEWS      reviews decided at once                 32
+IMPRIMATUR_MAX_CONCURRENT_REVIEWS      reviews waiting on registries at once   512
 IMPRIMATUR_CREDENTIALS_TTL_SECONDS     cache of pull secrets/ServiceAccounts   30
 IMPRIMATUR_STANDALONE                  kopf without peering                    true
 IMPRIMATUR_LOG_LEVEL                   debug, info, warning, error             info
@@ -47,7 +47,9 @@ DEFAULT_REGISTRY_CONFIG: Final = "/etc/imprimatur/registries.yaml"
 DEFAULT_LIVENESS_ENDPOINT: Final = "http://0.0.0.0:8080/healthz"
 # The chart's webhook timeoutSeconds is 10: answer (deny) before kube-apiserver gives up.
 DEFAULT_DECISION_TIMEOUT_SECONDS: Final = 9.0
-DEFAULT_MAX_CONCURRENT_REVIEWS: Final = 32
+# Reviews waiting on slow work at once; past it new ones are shed (Overloaded). A waiting review is a
+# coroutine (the bulkheads in the engine bound the real work), so this bounds memory, not threads.
+DEFAULT_MAX_CONCURRENT_REVIEWS: Final = 512
 DEFAULT_CREDENTIALS_TTL_SECONDS: Final = 30.0
 DEFAULT_TLS_RELOAD_SECONDS: Final = 10.0
 LOG_LEVELS: Final = frozenset({"debug", "info", "warning", "error"})

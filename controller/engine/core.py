@@ -352,7 +352,7 @@ class Engine:
         async def resolve() -> Digest:
             budget = self._budget(deadline)
             try:
-                return await self.lanes.registry(
+                digest: Digest = await self.lanes.registry(
                     functools.partial(registry.resolve, ref, budget=budget),
                     host=ref.registry,
                     tenant=tenant,
@@ -361,15 +361,14 @@ class Engine:
                 )
             finally:
                 budget.close()
+            if self.settings.tag_ttl_seconds > 0:  # cached inside the flight: no gap for a second one
+                self._tags.put(key, digest, expires=self._monotonic() + self.settings.tag_ttl_seconds)
+            return digest
 
         digest: Digest = await self.lanes.once(
             ("tag", *key, _keychain_id(keychain)), resolve, deadline=deadline, what=f"resolving {ref}"
         )
-        ttl = self.settings.tag_ttl_seconds
-        expires = self._monotonic() + ttl
-        if ttl > 0:
-            self._tags.put(key, digest, expires=expires)
-        return digest, expires
+        return digest, self._monotonic() + self.settings.tag_ttl_seconds
 
     async def _evidence_for(
         self, job: _Job, sig_repo: str | None, root: TrustRoot, *, tlog_required: bool
