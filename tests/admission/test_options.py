@@ -87,3 +87,15 @@ def test_malformed_values_are_config_errors(name: str, value: str) -> None:
     with pytest.raises(PolicyError) as caught:
         ServerOptions.from_env({name: value})
     assert caught.value.reason == Reason.CONFIG_INVALID
+
+
+def test_metrics_address_and_namespace() -> None:
+    options = ServerOptions.from_env(
+        {"IMPRIMATUR_METRICS_ADDR": "127.0.0.1", "IMPRIMATUR_NAMESPACE": "imprimatur"}
+    )
+    assert options.metrics_addr == "127.0.0.1"
+    assert options.namespace == "imprimatur"
+    assert ServerOptions.from_env({}).metrics_addr == "0.0.0.0"  # noqa: S104 - the default
+    with pytest.raises(PolicyError) as raised:
+        ServerOptions.from_env({"IMPRIMATUR_METRICS_ADDR": "0.0.0.0 --evil"})
+    assert raised.value.reason == Reason.CONFIG_INVALID
