@@ -54,7 +54,7 @@ class ClusterImages:
     unsigned: str  # under the ``apps`` ClusterImagePolicy
     anyone_signed: str  # by mallory; no ClusterImagePolicy covers it
     ungoverned_unsigned: str  # no ClusterImagePolicy covers it
-    strict_signed: str  # by alice; for a test's own (invalid) ClusterImagePolicy
+    strict_signed: str  # by alice, under the stored invalid ``strict`` ClusterImagePolicy
 
     @property
     def host(self) -> str:

@@ -7,6 +7,7 @@ import yaml
 
 from tests.admission.harness import container, workload
 from tests.apiserver.conftest import Cluster
+from tests.apiserver.harness import CONTROLLER_NAMESPACE
 
 
 def test_signed_pod_is_created(cluster: Cluster) -> None:
@@ -62,3 +63,27 @@ def test_server_side_dry_run(cluster: Cluster) -> None:
     assert allowed.returncode == 0, allowed.stderr
     assert allowed.stdout.strip() == "pod/dry-signed created (server dry run)"
     assert cluster.kubectl("get", "pod", "dry-signed").returncode != 0  # a dry run stores nothing
+
+
+def test_changing_a_pod_image_in_place_is_reviewed(cluster: Cluster) -> None:
+    images = cluster.images
+    assert cluster.kubectl("run", "mutable", f"--image={images.signed}").returncode == 0
+    outcome = cluster.kubectl("set", "image", "pod/mutable", f"mutable={images.unsigned}")
+    assert outcome.denials("pods") == [("SignatureNotFound", images.unsigned)]
+    image = cluster.kubectl("get", "pod", "mutable", "-o", "jsonpath={.spec.containers[0].image}")
+    assert image.stdout == images.signed
+
+
+def test_excluded_namespaces_are_not_sent_to_the_webhook(cluster: Cluster) -> None:
+    images = cluster.images
+    for namespace, labels in (
+        (CONTROLLER_NAMESPACE, None),  # the controller must be able to start its own pods
+        ("opted-out", {"imprimatur.dev/exclude": "true"}),
+    ):
+        cluster.api.create_namespace(namespace, labels)
+        outcome = cluster.kubectl("run", "anything", "-n", namespace, f"--image={images.unsigned}")
+        assert outcome.returncode == 0, outcome.stderr
+    # and a namespace without the label is reviewed
+    cluster.api.create_namespace("opted-in", {"imprimatur.dev/exclude": "false"})
+    outcome = cluster.kubectl("run", "anything", "-n", "opted-in", f"--image={images.unsigned}")
+    assert outcome.denials("pods") == [("SignatureNotFound", images.unsigned)]
