@@ -1,0 +1,154 @@
+"""Helpers for the adversarial tests: controllers over real HTTPS, signed images, reviews timed and read.
+
+Every attack of issue 10 goes through the real webhook: a controller built by
+:func:`controller.admission.server.build_controller` serves policies loaded from files by
+:func:`serve_files` in its own thread (see :mod:`tests.admission.harness`); images live in the real
+``docker-registry`` or on the hostile registry of :mod:`tests.fixtures.hostile`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from controller.admission.objects import compile_policy_entry, compile_trust_root_entry
+from controller.admission.server import Controller, build_controller, serve_files
+from controller.admission.tls import ReloadingTLS
+from controller.config import Settings
+from tests.admission.harness import (
+    TRUSTED_SUBJECT,
+    RunningController,
+    options_for_test,
+    response_of,
+    review,
+    running,
+    webhook_for,
+    write_policies,
+)
+from tests.fixtures.hostile import HostileRegistry
+from tests.fixtures.registry import RegistryServer, TestPKI
+from tests.kit.oci import push_signed_image
+from tests.kit.sigstore import Identity, SigstoreKit
+
+HTTP_TIMEOUT = 30.0
+ON_TIME_SECONDS = 1.0  # a review of a cached image, whatever else is going on
+
+
+def push_signed(registry: RegistryServer, kit: SigstoreKit, repo: str, subject: str = TRUSTED_SUBJECT) -> str:
+    """A new random image at ``repo``, signed by ``subject`` (GitHub issuer); its digest reference."""
+    host = registry.host
+    digest = push_signed_image(
+        registry,
+        repo,
+        "v1",
+        lambda d: [kit.sign_image(str(d), f"{host}/{repo}", identity=Identity.email(subject))],
+    )
+    return f"{host}/{repo}@{digest}"
+
+
+def push_unsigned(registry: RegistryServer, repo: str) -> str:
+    return f"{registry.host}/{repo}@{registry.push_random_image(repo, 'v1')}"
+
+
+def registries_yaml(registry: RegistryServer, *hostile: HostileRegistry) -> str:
+    """Trust the test CA for the real registry and for each hostile one."""
+    extra = {h.host: {"tls": {"ca_file": registry.ca_file}} for h in hostile}
+    return registry.registries_yaml(extra_configs=extra)
+
+
+@contextlib.contextmanager
+def controller_serving(
+    tmp: Path,
+    pki: TestPKI,
+    documents: Sequence[Mapping[str, object]],
+    *,
+    registries: str | None,
+    settings: Settings | None = None,
+    **overrides: Any,
+) -> Iterator[RunningController]:
+    """A controller with ``settings`` serving ``documents`` (written to a file, loaded by serve_files)."""
+    policy_file = write_policies(tmp / "policies.yaml", documents)
+    registry_config = None
+    if registries is not None:
+        registry_config = tmp / "registries.yaml"
+        registry_config.write_text(registries)
+    options = options_for_test(registry_config=registry_config, **overrides)
+    tls = ReloadingTLS(Path(pki.server_cert), Path(pki.server_key))
+    tls.load()
+    controller = build_controller(options, settings or Settings(), reader=None, tls=tls)
+
+    async def main(c: Controller) -> None:
+        await serve_files(c, [str(policy_file)])
+
+    with running(controller, main) as server:
+        yield server
+
+
+def apply_documents(server: RunningController, documents: Sequence[Mapping[str, object]]) -> None:
+    """Replace the controller's policies and trust roots, as the operator's indexes do on an edit.
+
+    Compiled with the cluster's compilers (an invalid policy keeps its error and is enforced as a
+    denial), applied on the controller's own event loop.
+    """
+
+    async def apply() -> None:
+        policies = [compile_policy_entry(d) for d in documents if d["kind"] != "TrustRoot"]
+        roots = [await compile_trust_root_entry(d, None) for d in documents if d["kind"] == "TrustRoot"]
+        server.controller.state.apply(policies, roots)
+
+    asyncio.run_coroutine_threadsafe(apply(), server.loop).result(timeout=10)
+
+
+@dataclass(frozen=True)
+class Answered:
+    """One webhook answer: its ``response`` and how long the round trip took."""
+
+    response: dict[str, Any]
+    seconds: float
+
+    @property
+    def allowed(self) -> bool:
+        return bool(self.response["allowed"])
+
+    @property
+    def message(self) -> str:
+        return str(self.response.get("status", {}).get("message", ""))
+
+    @property
+    def reason(self) -> str | None:
+        """The reason code of the first line of a denial (``Reason: image: detail``); None if allowed."""
+        return self.message.split(": ", 1)[0] if self.message else None
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.response.get("warnings") or [])
+
+
+def send(
+    server: RunningController,
+    request: Mapping[str, object],
+    ca: str,
+    path: str,
+    *,
+    timeout: float = HTTP_TIMEOUT,
+) -> Answered:
+    """POST an AdmissionReview to ``path`` over HTTPS; check the envelope and the uid echo."""
+    started = time.monotonic()
+    answer = requests.post(f"{server.url}/{path}", json=dict(request), verify=ca, timeout=timeout)
+    took = time.monotonic() - started
+    assert answer.status_code == 200, answer.text
+    response = response_of(answer.json())
+    assert response["uid"] == request["request"]["uid"]  # type: ignore[index]
+    return Answered(response, took)
+
+
+def admit(server: RunningController, obj: Mapping[str, object], ca: str, **review_args: Any) -> Answered:
+    """Send ``obj``'s AdmissionReview to the webhook for its kind."""
+    return send(server, review(obj, **review_args), ca, webhook_for(obj))
