@@ -204,7 +204,9 @@ async def test_references_only_into_the_controller_namespace(field: str) -> None
     assert reader.reads == [("configmaps" if field == "configMapRef" else "secrets", "imprimatur", "roots")]
 
 
-async def test_refresh_picks_up_edits_of_the_referenced_data(cluster: Cluster, sigstore_kit: SigstoreKit) -> None:
+async def test_refresh_picks_up_edits_of_the_referenced_data(
+    cluster: Cluster, sigstore_kit: SigstoreKit
+) -> None:
     data = sigstore_kit.trusted_root_json().decode()
     configmap = {
         "apiVersion": "v1",
