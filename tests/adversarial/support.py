@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from controller.admission.objects import compile_policy_entry, compile_trust_root_entry
+from controller.admission.objects import compile_policy_entry
 from controller.admission.server import Controller, build_controller, serve_files
 from controller.admission.tls import ReloadingTLS
 from controller.config import Settings
@@ -91,17 +91,19 @@ def controller_serving(
         yield server
 
 
-def apply_documents(server: RunningController, documents: Sequence[Mapping[str, object]]) -> None:
-    """Replace the controller's policies and trust roots, as the operator's indexes do on an edit.
+def apply_policies(server: RunningController, documents: Sequence[Mapping[str, object]]) -> None:
+    """Replace the controller's policies, as the operator's indexes do after a policy edit.
 
-    Compiled with the cluster's compilers (an invalid policy keeps its error and is enforced as a
-    denial), applied on the controller's own event loop.
+    The policies among ``documents`` are compiled with the cluster's compiler (an invalid one keeps its
+    error and is enforced as a denial) and applied on the controller's own event loop. TrustRoot
+    documents are skipped: the trust roots stay the loaded entries, as the operator's index keeps an
+    unchanged TrustRoot's entry (a recompiled root is a new root, whose cached evidence is dropped).
     """
 
     async def apply() -> None:
         policies = [compile_policy_entry(d) for d in documents if d["kind"] != "TrustRoot"]
-        roots = [await compile_trust_root_entry(d, None) for d in documents if d["kind"] == "TrustRoot"]
-        server.controller.state.apply(policies, roots)
+        state = server.controller.state
+        state.apply(policies, state.trust_root_entries)
 
     asyncio.run_coroutine_threadsafe(apply(), server.loop).result(timeout=10)
 

@@ -15,7 +15,7 @@ import pytest
 
 from controller.config import Settings
 from tests.admission.harness import RunningController, cluster_policy, pod, trust_root
-from tests.adversarial.support import admit, apply_documents, controller_serving, push_signed, registries_yaml
+from tests.adversarial.support import admit, apply_policies, controller_serving, push_signed, registries_yaml
 from tests.fixtures.registry import RegistryServer, TestPKI
 from tests.kit.sigstore import GITHUB_OAUTH_ISSUER, SigstoreKit
 
@@ -67,7 +67,7 @@ def servers(
                     settings=Settings(default_decision=default),
                 )
             )
-            apply_documents(srv, [*valid, broken])
+            apply_policies(srv, [*valid, broken])
             started[default] = srv
         yield started
 

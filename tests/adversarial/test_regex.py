@@ -25,7 +25,7 @@ from tests.admission.harness import (
 from tests.adversarial.support import (
     ON_TIME_SECONDS,
     admit,
-    apply_documents,
+    apply_policies,
     controller_serving,
     push_signed,
     registries_yaml,
@@ -129,7 +129,7 @@ def test_python_only_pattern_invalidates_the_policy_in_its_namespace_only(
         "lookahead", "team-l", [f"{registry.host}/rx/**"], subject=TRUSTED_SUBJECT,
         identities=[{"issuer": GITHUB_OAUTH_ISSUER, "subjectRegExp": "(?=a)alice@example\\.com"}],
     )  # fmt: skip
-    apply_documents(server, [*base_documents(registry.host, sigstore_kit.trusted_root_json()), lookahead])
+    apply_policies(server, [*base_documents(registry.host, sigstore_kit.trusted_root_json()), lookahead])
     entries = {e.key.name: e for e in server.controller.state.policy_entries}
     assert not entries["lookahead"].ready  # RE2 refuses the lookahead: the policy does not compile
     denied = admit(server, pod("p", [regex_images.alice], namespace="team-l"), ca)
