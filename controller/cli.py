@@ -244,7 +244,9 @@ def _print_decision(decision: Decision, output: str, out: TextIO, label: str | N
     for v in decision.verdicts:
         indent = "  " if label else ""
         if v.allowed:
-            pinned = v.image if v.digest is None or v.image.endswith(f"@{v.digest}") else f"{v.image}@{v.digest}"
+            pinned = (
+                v.image if v.digest is None or v.image.endswith(f"@{v.digest}") else f"{v.image}@{v.digest}"
+            )
             out.write(f"{indent}OK {pinned}\n")
             for s in v.signers:
                 when = s.integrated_time.isoformat() if s.integrated_time else "-"

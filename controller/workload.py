@@ -138,25 +138,44 @@ def images_of(obj: Mapping[str, object]) -> list[ContainerImage]:
     ``name`` or ``image``; and for an image volume without a string ``reference``.
     """
     spec = pod_spec_of(obj)
-    where = _describe(obj)
     images: list[ContainerImage] = []
     for field_name, kind in _CONTAINER_LISTS:
         raw = spec.get(field_name)
         if raw is None:
             if field_name == "containers":
-                raise _invalid(f"{where}: the pod spec has no containers")
+                raise _invalid(f"{_describe(obj)}: the pod spec has no containers")
             continue
-        containers = _list(raw, f"{where}: {field_name}", MAX_CONTAINERS)
+        if isinstance(raw, list | tuple) and len(raw) <= MAX_CONTAINERS:
+            containers: Sequence[object] = raw
+        else:
+            containers = _list(raw, f"{_describe(obj)}: {field_name}", MAX_CONTAINERS)  # raises, saying why
         if field_name == "containers" and not containers:
-            raise _invalid(f"{where}: the pod spec has no containers")
+            raise _invalid(f"{_describe(obj)}: the pod spec has no containers")
         for i, entry in enumerate(containers):
-            path = f"{where}: {field_name}[{i}]"
-            container = _mapping(entry, path)
-            name = _string(container.get("name"), f"{path}.name", 253)
-            image = _string(container.get("image"), f"{path}.image", MAX_IMAGE_LENGTH)
-            images.append(ContainerImage(container=name, kind=kind, image=image))
-    images.extend(_image_volumes(spec, where))
+            # The common case costs no message formatting; anything unusual takes the checked path.
+            if isinstance(entry, Mapping):
+                name, image = entry.get("name"), entry.get("image")
+                if (
+                    isinstance(name, str)
+                    and isinstance(image, str)
+                    and 0 < len(name) <= 253
+                    and 0 < len(image) <= MAX_IMAGE_LENGTH
+                    and name.strip()
+                    and image.strip()
+                ):
+                    images.append(ContainerImage(container=name, kind=kind, image=image))
+                    continue
+            images.append(_checked_container(entry, f"{_describe(obj)}: {field_name}[{i}]", kind))
+    if spec.get("volumes") is not None:
+        images.extend(_image_volumes(spec, _describe(obj)))
     return images
+
+
+def _checked_container(entry: object, path: str, kind: ContainerKind) -> ContainerImage:
+    container = _mapping(entry, path)
+    name = _string(container.get("name"), f"{path}.name", 253)
+    image = _string(container.get("image"), f"{path}.image", MAX_IMAGE_LENGTH)
+    return ContainerImage(container=name, kind=kind, image=image)
 
 
 def _image_volumes(spec: Mapping[str, object], where: str) -> list[ContainerImage]:

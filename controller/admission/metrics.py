@@ -8,6 +8,8 @@ Every metric bounds the number of label sets it keeps, so a caller cannot grow m
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import threading
 from collections.abc import Sequence
@@ -89,6 +91,17 @@ class Counter(_LabelledMetric):
             key = self._key(labels)
             self._values[key] = self._values.get(key, 0.0) + amount
 
+    def inc_values(self, values: LabelValues, amount: float = 1.0) -> None:
+        """:meth:`inc` with the label values in ``labelnames`` order: no keyword dict on the hot path."""
+        if amount < 0 or len(values) != len(self.labelnames):
+            raise ValueError(f"{self.name}: bad increment {amount} for labels {values!r}")
+        with self._lock:
+            current = self._values.get(values)
+            if current is None and len(self._values) >= MAX_LABEL_SETS:
+                values = tuple("overflow" for _ in self.labelnames)
+                current = self._values.get(values)
+            self._values[values] = (current or 0.0) + amount
+
 
 class Gauge(_LabelledMetric):
     """A value that goes up and down."""
@@ -107,22 +120,21 @@ class Histogram:
         self.name = name
         self.documentation = documentation
         self.buckets = tuple(sorted(buckets))
-        self._counts = [0] * len(self.buckets)
+        self._counts = [0] * (len(self.buckets) + 1)  # per bucket, not cumulative; the last is +Inf
         self._sum = 0.0
         self._count = 0
         self._lock = threading.Lock()
 
     def observe(self, value: float) -> None:
+        index = bisect.bisect_left(self.buckets, value)  # the first bucket whose bound is >= value
         with self._lock:
-            for i, bound in enumerate(self.buckets):
-                if value <= bound:
-                    self._counts[i] += 1
+            self._counts[index] += 1
             self._sum += value
             self._count += 1
 
     def render(self) -> list[str]:
         with self._lock:
-            counts, total, count = list(self._counts), self._sum, self._count
+            counts, total, count = list(itertools.accumulate(self._counts[:-1])), self._sum, self._count
         lines = [f"# HELP {self.name} {self.documentation}", f"# TYPE {self.name} histogram"]
         for bound, n in zip(self.buckets, counts, strict=True):
             lines.append(f'{self.name}_bucket{{le="{_format_value(bound)}"}} {n}')
@@ -136,6 +148,11 @@ class AdmissionMetrics:
     """The controller's metrics, rendered at ``/metrics``."""
 
     def __init__(self) -> None:
+        self.fast_answers = Counter(
+            "imprimatur_admission_fast_answers_total",
+            "Reviews answered on the event loop without waiting: cached verdicts, or shed (by path).",
+            ("path",),
+        )
         self.decisions = Counter(
             "imprimatur_admission_decisions_total",
             "Admission reviews answered, by object kind, outcome and reason.",
@@ -157,6 +174,13 @@ class AdmissionMetrics:
 
     def render(self) -> str:
         lines: list[str] = []
-        for metric in (self.decisions, self.duration, self.policies_loaded, self.policies, self.trust_roots):
+        for metric in (
+            self.decisions,
+            self.fast_answers,
+            self.duration,
+            self.policies_loaded,
+            self.policies,
+            self.trust_roots,
+        ):
             lines.extend(metric.render())
         return "\n".join(lines) + "\n"

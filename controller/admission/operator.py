@@ -111,9 +111,11 @@ class Loader:
         *,
         namespace: str | _Unset | None = _UNSET,
         refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
+        overload: Callable[[], str | None] | None = None,
     ) -> None:
         self.state = state
         self.reader = reader
+        self.overload = overload  # why the controller is past capacity now, if it is
         # The lead's build_controller may pass options.namespace; until then, read it as options would.
         self.namespace = controller_namespace(os.environ) if isinstance(namespace, _Unset) else namespace
         self.refresh_seconds = refresh_seconds
@@ -276,12 +278,16 @@ class Loader:
                 await task
 
     def probe(self, **_: Any) -> dict[str, object]:
-        """Readiness: fails (HTTP 500 from kopf's health endpoint) until loaded."""
+        """Readiness: fails (HTTP 500 from kopf's health endpoint) until loaded, and while overloaded."""
         summary = self.state.summary()
         if not summary.loaded:
             raise kopf.PermanentError(
                 f"{Reason.POLICIES_NOT_LOADED}: policies and trust roots are not loaded yet"
             )
+        overloaded = self.overload() if self.overload is not None else None
+        if overloaded is not None:
+            # Not ready: the Service sends new reviews to the other replicas until this one catches up.
+            raise kopf.TemporaryError(f"{Reason.OVERLOADED}: {overloaded}")
         return {
             "loaded": True,
             "policies": {"ready": summary.policies_ready, "invalid": summary.policies_invalid},

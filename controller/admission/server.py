@@ -37,11 +37,12 @@ from controller.admission.objects import (
     compile_policy_entry,
     compile_trust_root_entry,
 )
+from controller.admission.observe import ReviewObserver
 from controller.admission.operator import Loader, LoginFn, build_registry, configure_settings
 from controller.admission.options import ServerOptions
 from controller.admission.state import PolicyState
 from controller.admission.tls import ReloadingTLS, SelfSignedTLS
-from controller.admission.webhook import LocalWebhookFn, ReviewObserver, ServingTLS, WebhookServer
+from controller.admission.webhook import WEBHOOK_POLICIES, LocalWebhookFn, ServingTLS, WebhookServer
 from controller.config import Settings, read_bounded_file
 from controller.engine import Engine, builtin_trust_roots
 from controller.errors import ImprimaturError, PolicyError, Reason
@@ -135,7 +136,8 @@ def build_controller(
         reload_interval=options.tls_reload_seconds,
         fast=admission.answer_now,
     )
-    return Controller(options, metrics, state, admission, Loader(state, reader), server)
+    loader = Loader(state, reader, namespace=options.namespace, overload=admission.overload)
+    return Controller(options, metrics, state, admission, loader, server)
 
 
 # --- policy files
@@ -245,7 +247,9 @@ async def serve_files(controller: Controller, policy_files: Sequence[str]) -> No
     policies, roots = await load_files(policy_files)
     controller.state.apply(policies, roots)
     controller.state.mark_loaded()
-    fn = LocalWebhookFn(controller.admission.handlers)
+    fn = LocalWebhookFn(
+        {**controller.admission.handlers, WEBHOOK_POLICIES: controller.loader.policy_review.validate}
+    )
     watcher = asyncio.create_task(controller.admission.watch_loop())
     try:
         async with side_servers(controller, health=True):

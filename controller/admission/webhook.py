@@ -32,7 +32,7 @@ from typing import Any, Final, Protocol, cast
 import aiohttp.web
 import kopf
 
-from controller.admission.metrics import AdmissionMetrics
+from controller.admission.observe import ReviewObserver
 from controller.admission.review import (
     MAX_REVIEW_BYTES,
     AdmissionRequest,
@@ -46,7 +46,6 @@ from controller.admission.review import (
 from controller.errors import InputError, Reason
 from controller.model import Decision
 
-log = logging.getLogger("controller.admission.decision")
 server_log = logging.getLogger(__name__)
 
 WEBHOOK_PODS: Final = "validate-pods"
@@ -223,64 +222,6 @@ def _response_parts(response: object) -> tuple[bool, str | None, int | None, lis
     )
 
 
-class ReviewObserver:
-    """Logs one structured line and updates the metrics for every answered review."""
-
-    def __init__(self, metrics: AdmissionMetrics) -> None:
-        self.metrics = metrics
-
-    def record(
-        self,
-        *,
-        kind: str,
-        allowed: bool,
-        reason: str,
-        duration: float,
-        ctx: ReviewContext | None = None,
-        uid: str | None = None,
-    ) -> None:
-        self.metrics.decisions.inc(kind=kind or "-", allowed="true" if allowed else "false", reason=reason)
-        self.metrics.duration.observe(duration)
-        request = ctx.request if ctx is not None else None
-        decision = ctx.decision if ctx is not None else None
-        verdicts = decision.verdicts if decision is not None else ()
-        images = list(ctx.images) if ctx is not None else []
-        digests = {v.image: str(v.digest) for v in verdicts if v.digest is not None}
-        signers = [
-            {"image": v.image, "subject": s.subject, "issuer": s.issuer, "logIndex": s.log_index}
-            for v in verdicts
-            for s in v.signers
-        ]
-        policies = sorted({p for v in verdicts for p in v.policies})
-        log.info(
-            "admission uid=%s kind=%s object=%s/%s operation=%s subresource=%s dry_run=%s allowed=%s "
-            "reason=%s images=%s digests=%s signers=%s policies=%s duration_ms=%.1f",
-            request.uid if request is not None else (uid or "-"),
-            kind or "-",
-            (request.namespace or "-") if request is not None else "-",
-            (request.name or _object_name(request.new_object)) if request is not None else "-",
-            request.operation if request is not None else "-",
-            (request.sub_resource or "-") if request is not None else "-",
-            str(request.dry_run).lower() if request is not None else "false",
-            str(allowed).lower(),
-            reason,
-            json.dumps(images),
-            json.dumps(digests, sort_keys=True),
-            json.dumps(signers),
-            json.dumps(policies),
-            duration * 1000,
-        )
-
-
-def _object_name(obj: Mapping[str, object] | None) -> str:
-    meta = obj.get("metadata") if obj is not None else None
-    if isinstance(meta, Mapping):
-        name = meta.get("name") or meta.get("generateName")
-        if isinstance(name, str):
-            return name
-    return "-"
-
-
 def _answer_response(api_version: str, uid: str, answer: Answer) -> dict[str, object]:
     return review_response(
         api_version=api_version,
@@ -394,6 +335,12 @@ class WebhookServer:
             return None
         ctx.handled = True
         ctx.reason = answer.reason
+        path = (
+            "shed"
+            if answer.reason == Reason.OVERLOADED
+            else ("cached" if ctx.decision is not None else "direct")
+        )
+        self.observer.metrics.fast_answers.inc_values((path,))
         response = _answer_response(api_version, ctx.request.uid, answer)
         self.observer.record(
             kind=ctx.request.kind,
