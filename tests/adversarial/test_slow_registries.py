@@ -27,7 +27,7 @@ from tests.adversarial.support import (
     push_signed,
     registries_yaml,
 )
-from tests.fixtures.hostile import HostileRegistry
+from tests.fixtures.hostile import HostileRegistry, Mode
 from tests.fixtures.registry import RegistryServer, TestPKI
 from tests.kit.sigstore import SigstoreKit
 
@@ -51,8 +51,10 @@ def hostiles(registry_pki: TestPKI) -> Iterator[Hostiles]:
     with HostileRegistry(tls=registry_pki) as tarpit, HostileRegistry(tls=registry_pki) as broken:
         tarpit.set_mode("/v2/hang/", "hang")
         tarpit.set_mode("/v2/drip/", "drip_headers")
-        for prefix, mode in (("e500", "status_500"), ("e429", "status_429"), ("loop", "redirect_loop"),
-                             ("mismatch", "digest_mismatch")):  # fmt: skip
+        broken_modes: dict[str, Mode] = {
+            "e500": "status_500", "e429": "status_429", "loop": "redirect_loop", "mismatch": "digest_mismatch"
+        }  # fmt: skip
+        for prefix, mode in broken_modes.items():
             broken.set_mode(f"/v2/{prefix}/", mode)
         yield Hostiles(tarpit, broken)
 
