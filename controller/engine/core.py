@@ -21,6 +21,7 @@ to a deadline, and every read charged to a byte budget.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import threading
@@ -62,6 +63,9 @@ CLUSTER_TENANT: Final = "-"  # the tenant of work outside any namespace (CLI, cl
 MAX_PARSED_REFERENCES: Final = 16384
 
 Clock = Callable[[], datetime]
+
+_DECISION_DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar("imprimatur_decision_deadline")
+"""The monotonic deadline of the decision whose task is running (each image's task copies it)."""
 
 
 def utc_now() -> datetime:
@@ -227,7 +231,11 @@ class Engine:
         limit = timeout if timeout is not None else self.settings.decision_timeout_seconds
         deadline = began + limit
         unique = list(dict.fromkeys(images))
-        tasks = [asyncio.ensure_future(self._decide_one(image, namespace, keychain)) for image in unique]
+        token = _DECISION_DEADLINE.set(deadline)  # the image tasks below inherit it
+        try:
+            tasks = [asyncio.ensure_future(self._decide_one(image, namespace, keychain)) for image in unique]
+        finally:
+            _DECISION_DEADLINE.reset(token)
         done, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - self._monotonic()))
         for task in pending:
             task.cancel()
@@ -333,7 +341,10 @@ class Engine:
     # --- the slow work, behind the lanes
 
     def _flight_deadline(self) -> float:
-        return self._monotonic() + self.settings.fetch_timeout_seconds
+        """When work started now must end: the fetch timeout, and never after the decision that
+        started it has given up (work nobody waits for must not keep its namespace's slots)."""
+        limit = self._monotonic() + self.settings.fetch_timeout_seconds
+        return min(limit, _DECISION_DEADLINE.get(limit))
 
     def _budget(self, deadline: float) -> Budget:
         return Budget(deadline=deadline, max_bytes=self.settings.max_decision_bytes, pool=self._bytes)

@@ -108,6 +108,7 @@ class _LoopState:
         self.hosts: dict[str, _Slots] = {}
         self.tenants: dict[str, _Slots] = {}
         self.flights: dict[Hashable, asyncio.Future[Any]] = {}
+        self.waiters: dict[Hashable, int] = {}  # callers still waiting on each flight
 
     def slots(self, table: dict[str, _Slots], key: str, capacity: int) -> _Slots:
         found = table.get(key)
@@ -245,10 +246,12 @@ class Lanes:
             def landed(done: asyncio.Future[Any], key: Hashable = key) -> None:
                 if state.flights.get(key) is done:
                     del state.flights[key]
+                    state.waiters.pop(key, None)
                 if not done.cancelled():
                     done.exception()  # retrieved: a flight nobody waits for any more logs nothing
 
             flight.add_done_callback(landed)
+        state.waiters[key] = state.waiters.get(key, 0) + 1
         started = self._clock()
         remaining = deadline - started
         try:
@@ -257,3 +260,11 @@ class Lanes:
                 return result
         except TimeoutError:
             raise LimitError(f"gave up after {self._clock() - started:.1f}s ({what})") from None
+        finally:
+            left = state.waiters.get(key, 0) - 1
+            if state.flights.get(key) is flight:
+                state.waiters[key] = left
+                if left <= 0 and not flight.done():
+                    # Nobody waits any more: stop it (queued work never starts, running work's
+                    # budget is closed so its thread stops at its next read).
+                    flight.cancel()

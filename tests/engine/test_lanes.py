@@ -190,3 +190,35 @@ def test_each_event_loop_gets_fresh_primitives() -> None:
         assert asyncio.run(one()) == 7  # a second loop: no "bound to a different event loop"
     finally:
         lanes.close()
+
+
+async def test_a_flight_nobody_waits_for_is_stopped_and_frees_its_slots() -> None:
+    lanes = Lanes(LaneLimits(per_host=1, per_tenant=10, total=10))
+    gate = threading.Event()
+    started: list[str] = []
+
+    async def fetch(name: str) -> object:
+        return await lanes.registry(
+            _blocker(gate, started, name),  # type: ignore[arg-type]
+            host="tarpit",
+            tenant="t",
+            deadline=time.monotonic() + 30,
+            what=name,
+        )
+
+    try:
+        # the first flight takes the host's only slot; the second queues behind it
+        with pytest.raises(LimitError):
+            await asyncio.gather(
+                lanes.once("a", lambda: fetch("a"), deadline=time.monotonic() + 0.1, what="a"),
+                lanes.once("b", lambda: fetch("b"), deadline=time.monotonic() + 0.1, what="b"),
+            )
+        await asyncio.sleep(0.05)
+        assert lanes.in_use()["flights"] == 0  # both abandoned: nobody waited any more
+        assert started == ["a"]  # the queued one never started
+        gate.set()  # the running thread ends; only then is its slot free
+        await asyncio.sleep(0.1)
+        assert lanes.in_use()["busiest_host"] == 0
+    finally:
+        gate.set()
+        lanes.close()
