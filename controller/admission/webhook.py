@@ -24,6 +24,7 @@ import contextvars
 import json
 import logging
 import ssl
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from controller.admission.review import (
     review_response,
     review_uid,
 )
+from controller.admission.serving import ServingLoop, on_loop
 from controller.errors import InputError, Reason
 from controller.model import Decision
 
@@ -275,7 +277,8 @@ class WebhookServer:
         self.port = port
         self.host = host
         self.reload_interval = reload_interval
-        self.started = asyncio.Event()
+        self.started = threading.Event()
+        self._host_loop: asyncio.AbstractEventLoop | None = None
         self.bound_port: int | None = None
 
     @property
@@ -301,15 +304,12 @@ class WebhookServer:
         return app
 
     async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
-        runner = aiohttp.web.AppRunner(self.app(fn), handle_signals=False, access_log=None)
-        await runner.setup()
+        # The server runs on its own loop and thread (see serving.py); kopf's handlers stay on
+        # kopf's loop, this one, where reviews that need them are sent.
+        self._host_loop = asyncio.get_running_loop()
+        serving = ServingLoop(self.app(fn), addr=self.addr or None, port=self.port, context=self.tls.context)
         try:
-            site = aiohttp.web.TCPSite(
-                runner, self.addr or None, self.port, ssl_context=self.tls.context, reuse_address=True
-            )
-            await site.start()
-            addresses = runner.addresses
-            self.bound_port = int(addresses[0][1]) if addresses else self.port
+            self.bound_port = await serving.start()
             server_log.info("serving admission webhooks at %s", self.url)
             self.started.set()
             cadata = self.tls.cadata
@@ -321,7 +321,8 @@ class WebhookServer:
                     yield self._client_config()
         finally:
             self.started.clear()
-            await runner.cleanup()
+            await serving.stop()
+            self._host_loop = None
 
     def _answer_fast(self, ctx: ReviewContext, api_version: str) -> aiohttp.web.Response | None:
         """The response, when the fast path can answer without waiting; else None (go through kopf)."""
@@ -425,8 +426,8 @@ class WebhookServer:
         try:
             headers = dict(request.headers)
             sslpeer = request.transport.get_extra_info("peercert") if request.transport else None
-            raw_response: object = await fn(
-                cast(Any, data), webhook=webhook, headers=headers, sslpeer=sslpeer
+            raw_response: object = await on_loop(
+                fn(cast(Any, data), webhook=webhook, headers=headers, sslpeer=sslpeer), self._host_loop
             )
         except Exception as e:  # noqa: BLE001 - the framework failed: deny, and say it was us
             server_log.exception("admission framework error for uid=%s", parsed.uid)

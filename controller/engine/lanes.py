@@ -120,6 +120,11 @@ class _LoopState:
         return found
 
 
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class Lanes:
     """Runs blocking work behind bulkheads, once per key, within deadlines. Thread-safe to share."""
 
@@ -224,10 +229,12 @@ class Lanes:
                 slots.release()
             raise LimitError(f"the controller is shutting down ({what})") from e
         future.add_done_callback(finished)
+        wrapped = asyncio.wrap_future(future)
+        wrapped.add_done_callback(_retrieved)  # a worker that ends after its caller gave up logs nothing
         remaining = deadline - self._clock()
         try:
             async with asyncio.timeout(max(0.0, remaining)):
-                return await asyncio.shield(asyncio.wrap_future(future))
+                return await asyncio.shield(wrapped)
         except TimeoutError:
             raise LimitError(f"gave up after {self._clock() - started:.1f}s ({what})") from None
 
