@@ -61,6 +61,8 @@ BUILTIN_TRUST_ROOTS: Final = {
 EMPTY_LABELS: Final[Mapping[str, str]] = MappingProxyType({})
 CLUSTER_TENANT: Final = "-"  # the tenant of work outside any namespace (CLI, cluster-scoped objects)
 MAX_PARSED_REFERENCES: Final = 16384
+REFRESH_FRACTION: Final = 0.2
+"""A cached verdict in this last fraction of its lifetime is refreshed in the background when used."""
 
 Clock = Callable[[], datetime]
 
@@ -94,6 +96,7 @@ class _Job:
     digest: Digest
     tenant: str  # whose bulkhead its registry reads use: the namespace, or CLUSTER_TENANT
     keychain: Keychain | None
+    refresh: bool = False  # a background refresh: read no cached tag or evidence, write fresh ones
 
 
 _Outcome = tuple[ImageVerdict, float]  # the verdict, and until when (monotonic) it may be reused
@@ -128,6 +131,8 @@ class Engine:
             s.verdict_cache_entries, monotonic
         )
         self._refs: dict[str, ImageRef | InputError] = {}
+        self._refreshing: set[tuple[object, ...]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None  # where decide() runs: refreshes run there
         self._lock = threading.Lock()
         self._policies = policies
         self._roots: dict[str, TrustRoot] = dict(trust_roots)
@@ -192,14 +197,54 @@ class Engine:
         return (image, namespace, self._cluster_gen, ns_gen, self._roots_gen)
 
     def cached_decision(self, images: Sequence[str], namespace: str | None = None) -> Decision | None:
-        """The decision when every image's verdict is cached and fresh; None otherwise. Never waits."""
+        """The decision when every image's verdict is cached and fresh; None otherwise. Never waits.
+
+        A verdict in the last part of its life (:data:`REFRESH_FRACTION`) is still answered, and a
+        refresh of it starts in the background, so an image in steady use never meets its expiry on
+        the slow path: a tag is re-resolved, evidence re-fetched, once per lifetime, by one flight.
+        """
         verdicts = []
+        now = self._monotonic()
         for image in dict.fromkeys(images):
-            verdict = self._verdicts.get(self._verdict_key(image, namespace))
-            if verdict is None:
+            key = self._verdict_key(image, namespace)
+            hit = self._verdicts.get_with_expiry(key)
+            if hit is None:
                 return None
+            verdict, expires = hit
+            if expires - now < self._refresh_margin(image):
+                self._refresh_soon(key, image, namespace)
             verdicts.append(verdict)
         return _decision(verdicts)
+
+    def _refresh_margin(self, image: str) -> float:
+        pinned = "@" in image
+        lifetime = self.settings.cache_ttl_seconds if pinned else self.settings.tag_ttl_seconds
+        return lifetime * REFRESH_FRACTION
+
+    def _refresh_soon(self, key: tuple[object, ...], image: str, namespace: str | None) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # no decision has run yet: nothing to refresh on
+        with self._lock:
+            if key in self._refreshing:
+                return
+            self._refreshing.add(key)
+        try:
+            asyncio.run_coroutine_threadsafe(self._refresh(key, image, namespace), loop)
+        except RuntimeError:  # the loop is shutting down
+            with self._lock:
+                self._refreshing.discard(key)
+
+    async def _refresh(self, key: tuple[object, ...], image: str, namespace: str | None) -> None:
+        try:
+            verdict, expires = await self._verify_image(image, namespace, None, refresh=True)
+            if expires > self._monotonic():
+                self._verdicts.put(key, verdict, expires=expires)
+        except Exception:  # a failed refresh leaves the verdict to expire as usual
+            log.debug("background refresh of %s failed", image, exc_info=True)
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
 
     def decide_images(
         self,
@@ -227,6 +272,7 @@ class Engine:
         ``Settings.decision_timeout_seconds``): an image still undecided then is denied
         ``LimitExceeded`` (transient), saying how long the decision actually took.
         """
+        self._loop = asyncio.get_running_loop()
         began = self._monotonic() if started is None else started
         limit = timeout if timeout is not None else self.settings.decision_timeout_seconds
         deadline = began + limit
@@ -281,7 +327,9 @@ class Engine:
             raise parsed
         return parsed
 
-    async def _verify_image(self, image: str, namespace: str | None, keychain: Keychain | None) -> _Outcome:
+    async def _verify_image(
+        self, image: str, namespace: str | None, keychain: Keychain | None, *, refresh: bool = False
+    ) -> _Outcome:
         """The verdict and until when it holds (0: do not reuse it)."""
         settings = self.settings
         forever = self._monotonic() + settings.cache_ttl_seconds
@@ -304,8 +352,8 @@ class Engine:
 
         # step 3: the digest
         tenant = namespace or CLUSTER_TENANT
-        digest, until = await self._resolve(ref, tenant, keychain)
-        job = _Job(image, ref.with_digest(digest), digest, tenant, keychain)
+        digest, until = await self._resolve(ref, tenant, keychain, refresh=refresh)
+        job = _Job(image, ref.with_digest(digest), digest, tenant, keychain, refresh)
 
         # steps 4-6, per policy: evidence is shared between policies that ask for the same
         policies: list[AnyPolicy] = [*scope.cluster, *scope.namespaced]
@@ -347,14 +395,21 @@ class Engine:
         return min(limit, _DECISION_DEADLINE.get(limit))
 
     def _budget(self, deadline: float) -> Budget:
-        return Budget(deadline=deadline, max_bytes=self.settings.max_decision_bytes, pool=self._bytes)
+        return Budget(
+            deadline=deadline,
+            max_bytes=self.settings.max_decision_bytes,
+            pool=self._bytes,
+            clock=self._monotonic,
+        )
 
-    async def _resolve(self, ref: ImageRef, tenant: str, keychain: Keychain | None) -> tuple[Digest, float]:
+    async def _resolve(
+        self, ref: ImageRef, tenant: str, keychain: Keychain | None, *, refresh: bool = False
+    ) -> tuple[Digest, float]:
         """The digest and until when it holds: forever when pinned, ``tag_ttl_seconds`` for a tag."""
         if ref.digest is not None:
             return ref.digest, self._monotonic() + self.settings.cache_ttl_seconds
         key = (ref.registry, ref.repository, ref.tag)
-        hit = self._tags.get_with_expiry(key)
+        hit = None if refresh else self._tags.get_with_expiry(key)
         if hit is not None:
             return hit
         deadline = self._flight_deadline()
@@ -388,7 +443,7 @@ class Engine:
         pinned, digest, image = job.pinned, job.digest, job.image
         where = sig_repo or f"{pinned.registry}/{pinned.repository}"
         key = (str(digest), where, tlog_required, root.name, id(root))
-        hit = self._evidence.get_with_expiry(key)
+        hit = None if job.refresh else self._evidence.get_with_expiry(key)
         if hit is not None:
             return hit
         deadline = self._flight_deadline()

@@ -221,3 +221,52 @@ def test_namespace_labels_scope_a_cluster_policy(make: Any, published: Images) -
     engine.set_namespace_labels({"pay": {"team": "payments"}})
     assert engine.cached_decision([published.signed], "pay") is None  # the labels changed the answer
     assert engine.decide_images([published.signed], namespace="pay").allowed
+
+
+class _Monotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_tag_in_steady_use_is_refreshed_in_the_background_before_it_expires(
+    registry: RegistryServer, sigstore_kit: SigstoreKit, published: Images
+) -> None:
+    clock = _Monotonic()
+    session = CountingSession()
+    roots = builtin_trust_roots()
+    roots[KIT] = TrustRoot.from_json(sigstore_kit.trusted_root_json(), KIT)
+    engine = Engine(
+        registry=RegistryClient(config=RegistryConfig.from_yaml(registry.registries_yaml()), session=session),
+        policies=_policies(cluster_policy("apps", [f"{published.host}/apps/**"])),
+        trust_roots=roots,
+        settings=Settings(tag_ttl_seconds=30),
+        monotonic=clock,
+    )
+
+    def heads() -> int:
+        return sum(n for (method, _), n in session.sent.items() if method == "HEAD")
+
+    async def scenario() -> None:
+        assert (await engine.decide([published.signed_tag])).allowed
+        assert heads() == 1
+        clock.now += 10  # early in its life: answered, nothing refreshed
+        assert engine.cached_decision([published.signed_tag]) is not None
+        await asyncio.sleep(0.2)
+        assert heads() == 1
+        clock.now += 15  # 25 s old: in the last fifth of its 30 s life
+        assert engine.cached_decision([published.signed_tag]) is not None  # still answered at once
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if heads() == 2 and not engine._refreshing:
+                break
+        assert heads() == 2  # re-resolved once, in the background
+        clock.now += 20  # past the first verdict's expiry: the refreshed one answers
+        assert engine.cached_decision([published.signed_tag]) is not None
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        engine.close()
