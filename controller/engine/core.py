@@ -61,6 +61,8 @@ BUILTIN_TRUST_ROOTS: Final = {
 EMPTY_LABELS: Final[Mapping[str, str]] = MappingProxyType({})
 CLUSTER_TENANT: Final = "-"  # the tenant of work outside any namespace (CLI, cluster-scoped objects)
 MAX_PARSED_REFERENCES: Final = 16384
+INLINE_VERIFICATIONS: Final = 4
+"""Candidates verified on the engine's loop rather than in a worker (more go to the CPU lane)."""
 REFRESH_FRACTION: Final = 0.2
 """A cached verdict in this last fraction of its lifetime is refreshed in the background when used."""
 
@@ -182,6 +184,12 @@ class Engine:
                 ):
                     self._ns_gen[namespace] = self._ns_gen.get(namespace, 0) + 1
             self._labels = fresh
+
+    def forget(self) -> None:
+        """Drop every cached tag, evidence and verdict (benchmarks of the cold path; operators' tools)."""
+        self._tags.clear()
+        self._evidence.clear()
+        self._verdicts.clear()
 
     @property
     def policies(self) -> PolicySet:
@@ -459,20 +467,23 @@ class Engine:
                 require_sct=self.settings.require_sct,
                 require_issuer_extension=self.settings.require_issuer_extension,
             )
-            now = self._clock()
-            evidence = await self.lanes.cpu(
-                functools.partial(
-                    verify_candidates,
-                    candidates,
-                    digest=digest,
-                    root=root,
-                    options=options,
-                    now=now,
-                    image=image,
-                ),
-                deadline=deadline,
-                what=f"verifying the signatures of {pinned}",
+            check = functools.partial(
+                verify_candidates,
+                candidates,
+                digest=digest,
+                root=root,
+                options=options,
+                now=self._clock(),
+                image=image,
             )
+            if len(candidates) <= INLINE_VERIFICATIONS:
+                # A millisecond or two of CPU: cheaper here than a thread hop, and this loop answers
+                # no cached review (the webhook's own loop does).
+                evidence = check()
+            else:
+                evidence = await self.lanes.cpu(
+                    check, deadline=deadline, what=f"verifying the signatures of {pinned}"
+                )
             if evidence.found:  # "not found" is not cached: a signature may be pushed any second
                 self._evidence.put(key, evidence, expires=self._monotonic() + self.settings.cache_ttl_seconds)
             return evidence

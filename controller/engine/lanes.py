@@ -26,7 +26,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -120,11 +120,6 @@ class _LoopState:
         return found
 
 
-def _retrieved(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
 class Lanes:
     """Runs blocking work behind bulkheads, once per key, within deadlines. Thread-safe to share."""
 
@@ -211,32 +206,28 @@ class Lanes:
             for slots in held:
                 slots.release()
             raise
-        loop = asyncio.get_running_loop()
-
-        def finished(_: Future[T]) -> None:
-            # The worker is done (or never started): only now are its slots free again.
-            def release() -> None:
-                for slots in held:
-                    slots.release()
-
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(release)
-
         try:
             future = self._pool.submit(fn)
         except RuntimeError as e:  # the pool was shut down
             for slots in held:
                 slots.release()
             raise LimitError(f"the controller is shutting down ({what})") from e
-        future.add_done_callback(finished)
         wrapped = asyncio.wrap_future(future)
-        wrapped.add_done_callback(_retrieved)  # a worker that ends after its caller gave up logs nothing
-        remaining = deadline - self._clock()
-        try:
-            async with asyncio.timeout(max(0.0, remaining)):
-                return await asyncio.shield(wrapped)
-        except TimeoutError:
-            raise LimitError(f"gave up after {self._clock() - started:.1f}s ({what})") from None
+
+        def finished(done: asyncio.Future[T]) -> None:
+            # The worker is done (this runs on the loop once it is): only now are its slots free.
+            # Hung on the wrapped future, not the thread's, so a hop wakes the loop once, not twice.
+            for slots in held:
+                slots.release()
+            if not done.cancelled():
+                done.exception()  # retrieved: a worker that ends after its caller gave up logs nothing
+
+        wrapped.add_done_callback(finished)
+        # asyncio.wait never cancels what it waits for: a caller giving up leaves the worker be.
+        done, _ = await asyncio.wait((wrapped,), timeout=max(0.0, deadline - self._clock()))
+        if not done:
+            raise LimitError(f"gave up after {self._clock() - started:.1f}s ({what})")
+        return wrapped.result()
 
     async def once(self, key: Hashable, work: Callable[[], Awaitable[T]], *, deadline: float, what: str) -> T:
         """The result of ``work()``, run once for all concurrent callers with the same ``key``.
