@@ -91,16 +91,10 @@ class KubernetesReader:
                 _preload_content=False,
                 _request_timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
             )
-        except kubernetes.client.ApiException as e:
-            if e.status == 404:
+        except Exception as e:  # API answers and transport errors alike become a reasoned FetchError
+            if isinstance(e, kubernetes.client.ApiException) and e.status == 404:
                 return None
-            raise FetchError(
-                Reason.INTERNAL_ERROR, f"kubernetes API: {where}: HTTP {e.status} {e.reason}"
-            ) from e
-        except Exception as e:  # urllib3 and socket errors: the API server could not be reached
-            raise FetchError(
-                Reason.INTERNAL_ERROR, f"kubernetes API: {where}: {type(e).__name__}: {e}"
-            ) from e
+            raise _api_error(where, e) from e
         try:
             data = response.read(MAX_OBJECT_BYTES + 1)
         finally:
@@ -141,14 +135,16 @@ class KubernetesReader:
                 self._custom.patch_namespaced_custom_object_status(
                     STATUS_GROUP, STATUS_VERSION, namespace, plural, name, {"status": status}, **options
                 )
-        except kubernetes.client.ApiException as e:
-            if e.status == 404:
+        except Exception as e:  # API answers and transport errors alike become a reasoned FetchError
+            if isinstance(e, kubernetes.client.ApiException) and e.status == 404:
                 return False
-            raise FetchError(
-                Reason.INTERNAL_ERROR, f"kubernetes API: {where}: HTTP {e.status} {e.reason}"
-            ) from e
-        except Exception as e:  # urllib3 and socket errors: the API server could not be reached
-            raise FetchError(
-                Reason.INTERNAL_ERROR, f"kubernetes API: {where}: {type(e).__name__}: {e}"
-            ) from e
+            raise _api_error(where, e) from e
         return True
+
+
+def _api_error(where: str, e: Exception) -> FetchError:
+    """An API failure as a FetchError: the HTTP status of an API answer, or the transport's error
+    (urllib3 and socket errors: the API server could not be reached)."""
+    if isinstance(e, kubernetes.client.ApiException):
+        return FetchError(Reason.INTERNAL_ERROR, f"kubernetes API: {where}: HTTP {e.status} {e.reason}")
+    return FetchError(Reason.INTERNAL_ERROR, f"kubernetes API: {where}: {type(e).__name__}: {e}")

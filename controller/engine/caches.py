@@ -35,16 +35,8 @@ class TTLCache(Generic[K, V]):
 
     def get(self, key: K) -> V | None:
         """The value, or None when absent or expired (an expired entry is dropped)."""
-        with self._lock:
-            hit = self._data.get(key)
-            if hit is None:
-                return None
-            expires, value = hit
-            if self._clock() >= expires:
-                del self._data[key]
-                return None
-            self._data.move_to_end(key)
-            return value
+        hit = self.get_with_expiry(key)
+        return None if hit is None else hit[0]
 
     def get_with_expiry(self, key: K) -> tuple[V, float] | None:
         """``(value, expires)``, or None when absent or expired."""

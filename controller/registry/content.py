@@ -59,6 +59,21 @@ def _body_media_type(body: bytes) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _manifest_answer(
+    requester: Requester, target: Target, reference: str, *, accept: str, budget: Budget | None
+) -> Answer | None:
+    """GET the manifest ``reference`` (a checked tag or a digest), bounded; None on 404."""
+    return requester.request(
+        target,
+        f"/manifests/{reference}",
+        method="GET",
+        kind="manifest",
+        accept=accept,
+        max_bytes=requester.limits.max_manifest_bytes,
+        budget=budget,
+    )
+
+
 def optional_tagged_manifest(
     requester: Requester, target: Target, tag: str, *, accept: str, budget: Budget | None
 ) -> bytes | None:
@@ -66,15 +81,7 @@ def optional_tagged_manifest(
 
     For lookups whose absence is an answer (no ``.sig``, no referrers index), not an error.
     """
-    answer = requester.request(
-        target,
-        f"/manifests/{check_tag(tag)}",
-        method="GET",
-        kind="manifest",
-        accept=accept,
-        max_bytes=requester.limits.max_manifest_bytes,
-        budget=budget,
-    )
+    answer = _manifest_answer(requester, target, check_tag(tag), accept=accept, budget=budget)
     if answer is None:
         return None
     checked_digest(answer, None, f"{target.name}:{tag}")
@@ -93,15 +100,7 @@ def get_manifest(
     budget: Budget | None,
 ) -> Manifest:
     """The manifest ``reference`` (tag or digest) in ``target``; ``where`` prefixes every detail."""
-    answer = requester.request(
-        target,
-        f"/manifests/{reference}",
-        method="GET",
-        kind="manifest",
-        accept=accept,
-        max_bytes=requester.limits.max_manifest_bytes,
-        budget=budget,
-    )
+    answer = _manifest_answer(requester, target, reference, accept=accept, budget=budget)
     if answer is None:
         raise FetchError(missing, f"{where}manifest unknown")
     digest = checked_digest(answer, expected, f"{where}manifest")
