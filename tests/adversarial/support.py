@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from controller.admission.objects import compile_policy_entry
@@ -24,11 +25,14 @@ from controller.admission.tls import ReloadingTLS
 from controller.config import Settings
 from tests.admission.harness import (
     TRUSTED_SUBJECT,
+    Images,
     RunningController,
     options_for_test,
+    pod,
     response_of,
     review,
     running,
+    standard_policies,
     webhook_for,
     write_policies,
 )
@@ -89,6 +93,61 @@ def controller_serving(
 
     with running(controller, main) as server:
         yield server
+
+
+@dataclass(frozen=True)
+class Lab:
+    """The session's registry, its test PKI and the Sigstore kit: what every adversarial controller needs."""
+
+    tmp: pytest.TempPathFactory
+    registry: RegistryServer
+    pki: TestPKI
+    kit: SigstoreKit
+
+    def standard(self, images: Images, *extra: Mapping[str, object]) -> list[Mapping[str, object]]:
+        """The admission tests' standard policies for ``images``, then ``extra``."""
+        return [*standard_policies(images.host, self.kit.trusted_root_json()), *extra]
+
+    @contextlib.contextmanager
+    def serve(
+        self,
+        name: str,
+        documents: Sequence[Mapping[str, object]],
+        *,
+        hostile: Sequence[HostileRegistry] = (),
+        warm: str | None = None,
+        warm_namespace: str = "bystander",
+        **overrides: Any,
+    ) -> Iterator[RunningController]:
+        """A controller serving ``documents``, trusting the test CA for the registry and each ``hostile`` one.
+
+        With ``warm``, a pod of that signed image in ``warm_namespace`` is admitted first (and must be),
+        so that its evidence is cached before any attack.
+        """
+        with controller_serving(
+            self.tmp.mktemp(name),
+            self.pki,
+            documents,
+            registries=registries_yaml(self.registry, *hostile),
+            **overrides,
+        ) as srv:
+            if warm is not None:
+                answer = admit(srv, pod("warm", [warm], namespace=warm_namespace), self.pki.ca_file)
+                assert answer.allowed, answer.message
+            yield srv
+
+    @contextlib.contextmanager
+    def serve_by_default(
+        self, name: str, documents: Sequence[Mapping[str, object]]
+    ) -> Iterator[dict[str, RunningController]]:
+        """Two controllers serving ``documents``: one with the default deny, one with the default allow."""
+        with contextlib.ExitStack() as stack:
+            yield {
+                default: stack.enter_context(
+                    self.serve(f"{name}-{default}", documents, settings=Settings(default_decision=default))
+                )
+                for default in ("deny", "allow")
+            }
 
 
 def apply_policies(server: RunningController, documents: Sequence[Mapping[str, object]]) -> None:

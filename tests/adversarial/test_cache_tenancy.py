@@ -25,10 +25,9 @@ from tests.admission.harness import (
 )
 from tests.adversarial.support import (
     ON_TIME_SECONDS,
+    Lab,
     admit,
     apply_policies,
-    controller_serving,
-    registries_yaml,
 )
 from tests.fixtures.registry import RegistryServer, TestPKI
 from tests.kit.sigstore import SigstoreKit
@@ -57,18 +56,9 @@ class RequestCounter:
 
 
 @pytest.fixture(scope="module")
-def server(
-    tmp_path_factory: pytest.TempPathFactory,
-    registry: RegistryServer,
-    registry_pki: TestPKI,
-    sigstore_kit: SigstoreKit,
-    images: Images,
-) -> Iterator[RunningController]:
-    with controller_serving(
-        tmp_path_factory.mktemp("cache-tenancy"),
-        registry_pki,
-        policies(images.host, sigstore_kit.trusted_root_json(), TRUSTED_SUBJECT),
-        registries=registries_yaml(registry),
+def server(lab: Lab, images: Images) -> Iterator[RunningController]:
+    with lab.serve(
+        "cache-tenancy", policies(images.host, lab.kit.trusted_root_json(), TRUSTED_SUBJECT)
     ) as srv:
         yield srv
 

@@ -5,31 +5,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.admission.harness import Images, RunningController, pod, review, standard_policies, workload
-from tests.adversarial.support import admit, controller_serving, registries_yaml, send
-from tests.fixtures.registry import RegistryServer, TestPKI
-from tests.kit.sigstore import SigstoreKit
+from tests.admission.harness import Images, RunningController, pod, review, workload
+from tests.adversarial.support import Lab, admit, send
+from tests.fixtures.registry import TestPKI
 
 
 @pytest.fixture(scope="module")
-def server(
-    tmp_path_factory: pytest.TempPathFactory,
-    registry: RegistryServer,
-    registry_pki: TestPKI,
-    sigstore_kit: SigstoreKit,
-    images: Images,
-) -> Iterator[RunningController]:
-    tmp: Path = tmp_path_factory.mktemp("inputs")
-    with controller_serving(
-        tmp,
-        registry_pki,
-        standard_policies(images.host, sigstore_kit.trusted_root_json()),
-        registries=registries_yaml(registry),
-    ) as srv:
+def server(lab: Lab, images: Images) -> Iterator[RunningController]:
+    with lab.serve("inputs", lab.standard(images)) as srv:
         yield srv
 
 

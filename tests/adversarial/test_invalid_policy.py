@@ -7,15 +7,13 @@ dropped policy used to let them in); an image it does not cover is decided as be
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
-from controller.config import Settings
 from tests.admission.harness import RunningController, cluster_policy, pod, trust_root
-from tests.adversarial.support import admit, apply_policies, controller_serving, push_signed, registries_yaml
+from tests.adversarial.support import Lab, admit, apply_policies, push_signed
 from tests.fixtures.registry import RegistryServer, TestPKI
 from tests.kit.sigstore import GITHUB_OAUTH_ISSUER, SigstoreKit
 
@@ -37,17 +35,12 @@ def invalid_images(registry: RegistryServer, sigstore_kit: SigstoreKit) -> Inval
 
 
 @pytest.fixture(scope="module")
-def servers(
-    tmp_path_factory: pytest.TempPathFactory,
-    registry: RegistryServer,
-    registry_pki: TestPKI,
-    sigstore_kit: SigstoreKit,
-) -> Iterator[dict[str, RunningController]]:
+def servers(lab: Lab) -> Iterator[dict[str, RunningController]]:
     """Controllers (default deny, default allow) whose valid policies load from a file; then the
     invalid policy is applied, as it would be after a ``kubectl apply`` that bypassed validation."""
-    host = registry.host
+    host = lab.registry.host
     valid = [
-        trust_root(sigstore_kit.trusted_root_json()),
+        trust_root(lab.kit.trusted_root_json()),
         cluster_policy("inv-valid", [f"{host}/inv/covered/**", f"{host}/inv/other/**"]),
     ]
     broken = cluster_policy(
@@ -55,20 +48,9 @@ def servers(
         [f"{host}/inv/covered/**", f"{host}/inv/lonely/**"],
         identities=[{"issuer": GITHUB_OAUTH_ISSUER, "subjectRegExp": "(a)\\1"}],
     )
-    with contextlib.ExitStack() as stack:
-        started = {}
-        for default in ("deny", "allow"):
-            srv = stack.enter_context(
-                controller_serving(
-                    tmp_path_factory.mktemp(f"invalid-{default}"),
-                    registry_pki,
-                    valid,
-                    registries=registries_yaml(registry),
-                    settings=Settings(default_decision=default),
-                )
-            )
+    with lab.serve_by_default("invalid", valid) as started:
+        for srv in started.values():
             apply_policies(srv, [*valid, broken])
-            started[default] = srv
         yield started
 
 

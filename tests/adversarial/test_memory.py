@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.admission.harness import RunningController, cluster_policy, pod, trust_root
-from tests.adversarial.support import admit, controller_serving, registries_yaml
+from tests.adversarial.support import Lab, admit
 from tests.fixtures.hostile import HostileRegistry
-from tests.fixtures.registry import RegistryServer, TestPKI
-from tests.kit.sigstore import SigstoreKit
+from tests.fixtures.registry import TestPKI
 
 MIB = 1024 * 1024
 MAX_GROWTH = 64 * MIB
@@ -41,22 +40,9 @@ def bomb(registry_pki: TestPKI) -> Iterator[HostileRegistry]:
 
 
 @pytest.fixture(scope="module")
-def server(
-    *,
-    tmp_path_factory: pytest.TempPathFactory,
-    registry: RegistryServer,
-    registry_pki: TestPKI,
-    sigstore_kit: SigstoreKit,
-    bomb: HostileRegistry,
-) -> Iterator[RunningController]:
-    documents = [trust_root(sigstore_kit.trusted_root_json()), cluster_policy("bomb", [f"{bomb.host}/**"])]
-    with controller_serving(
-        tmp_path_factory.mktemp("memory"),
-        registry_pki,
-        documents,
-        registries=registries_yaml(registry, bomb),
-        decision_timeout_seconds=5.0,
-    ) as srv:
+def server(lab: Lab, bomb: HostileRegistry) -> Iterator[RunningController]:
+    documents = [trust_root(lab.kit.trusted_root_json()), cluster_policy("bomb", [f"{bomb.host}/**"])]
+    with lab.serve("memory", documents, hostile=[bomb], decision_timeout_seconds=5.0) as srv:
         yield srv
 
 

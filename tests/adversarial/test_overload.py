@@ -15,11 +15,10 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.admission.harness import Images, RunningController, cluster_policy, pod, standard_policies
-from tests.adversarial.support import ON_TIME_SECONDS, admit, controller_serving, registries_yaml
+from tests.admission.harness import Images, RunningController, cluster_policy, pod
+from tests.adversarial.support import ON_TIME_SECONDS, Lab, admit
 from tests.fixtures.hostile import HostileRegistry
-from tests.fixtures.registry import RegistryServer, TestPKI, free_port
-from tests.kit.sigstore import SigstoreKit
+from tests.fixtures.registry import TestPKI, free_port
 
 DEADLINE_SECONDS = 3.0
 A_DIGEST = "sha256:" + "2" * 64
@@ -39,30 +38,17 @@ def health_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(
-    *,
-    tmp_path_factory: pytest.TempPathFactory,
-    registry: RegistryServer,
-    registry_pki: TestPKI,
-    sigstore_kit: SigstoreKit,
-    images: Images,
-    tarpit: HostileRegistry,
-    health_port: int,
+    lab: Lab, images: Images, tarpit: HostileRegistry, health_port: int
 ) -> Iterator[RunningController]:
-    documents = [
-        *standard_policies(images.host, sigstore_kit.trusted_root_json()),
-        cluster_policy("tarpit", [f"{tarpit.host}/**"]),
-    ]
-    with controller_serving(
-        tmp_path_factory.mktemp("overload"),
-        registry_pki,
-        documents,
-        registries=registries_yaml(registry, tarpit),
+    with lab.serve(
+        "overload",
+        lab.standard(images, cluster_policy("tarpit", [f"{tarpit.host}/**"])),
+        hostile=[tarpit],
+        warm=images.signed,
         decision_timeout_seconds=DEADLINE_SECONDS,
         max_concurrent_reviews=2,
         liveness_endpoint=f"http://127.0.0.1:{health_port}/healthz",
     ) as srv:
-        warm = admit(srv, pod("warm", [images.signed], namespace="bystander"), registry_pki.ca_file)
-        assert warm.allowed, warm.message
         yield srv
 
 

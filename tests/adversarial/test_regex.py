@@ -24,11 +24,10 @@ from tests.admission.harness import (
 )
 from tests.adversarial.support import (
     ON_TIME_SECONDS,
+    Lab,
     admit,
     apply_policies,
-    controller_serving,
     push_signed,
-    registries_yaml,
 )
 from tests.fixtures.registry import RegistryServer, TestPKI
 from tests.kit.sigstore import GITHUB_OAUTH_ISSUER, SigstoreKit
@@ -69,21 +68,10 @@ def base_documents(host: str, trusted_root: bytes) -> list[dict[str, object]]:
 
 
 @pytest.fixture(scope="module")
-def server(
-    tmp_path_factory: pytest.TempPathFactory,
-    registry: RegistryServer,
-    registry_pki: TestPKI,
-    sigstore_kit: SigstoreKit,
-    regex_images: RegexImages,
-) -> Iterator[RunningController]:
-    with controller_serving(
-        tmp_path_factory.mktemp("regex"),
-        registry_pki,
-        base_documents(registry.host, sigstore_kit.trusted_root_json()),
-        registries=registries_yaml(registry),
-    ) as srv:
-        # team-b's signed image is cached before any attack
-        assert admit(srv, pod("warm", [regex_images.alice], namespace="team-b"), registry_pki.ca_file).allowed
+def server(lab: Lab, regex_images: RegexImages) -> Iterator[RunningController]:
+    documents = base_documents(lab.registry.host, lab.kit.trusted_root_json())
+    # team-b's signed image is cached before any attack
+    with lab.serve("regex", documents, warm=regex_images.alice, warm_namespace="team-b") as srv:
         yield srv
 
 

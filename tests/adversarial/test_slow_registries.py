@@ -18,14 +18,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.admission.harness import Images, RunningController, cluster_policy, pod, standard_policies
+from tests.admission.harness import Images, RunningController, cluster_policy, pod
 from tests.adversarial.support import (
     ON_TIME_SECONDS,
     Answered,
+    Lab,
     admit,
-    controller_serving,
     push_signed,
-    registries_yaml,
 )
 from tests.fixtures.hostile import HostileRegistry, Mode
 from tests.fixtures.registry import RegistryServer, TestPKI
@@ -60,29 +59,19 @@ def hostiles(registry_pki: TestPKI) -> Iterator[Hostiles]:
 
 
 @pytest.fixture(scope="module")
-def server(
-    *,
-    tmp_path_factory: pytest.TempPathFactory,
-    registry: RegistryServer,
-    registry_pki: TestPKI,
-    sigstore_kit: SigstoreKit,
-    images: Images,
-    hostiles: Hostiles,
-) -> Iterator[RunningController]:
-    documents = [
-        *standard_policies(images.host, sigstore_kit.trusted_root_json()),
+def server(lab: Lab, images: Images, hostiles: Hostiles) -> Iterator[RunningController]:
+    documents = lab.standard(
+        images,
         cluster_policy("tarpit", [f"{hostiles.tarpit.host}/**"]),
         cluster_policy("broken", [f"{hostiles.broken.host}/**"]),
-    ]
-    with controller_serving(
-        tmp_path_factory.mktemp("slow"),
-        registry_pki,
+    )
+    with lab.serve(
+        "slow",
         documents,
-        registries=registries_yaml(registry, hostiles.tarpit, hostiles.broken),
+        hostile=[hostiles.tarpit, hostiles.broken],
+        warm=images.signed,
         decision_timeout_seconds=DEADLINE_SECONDS,
     ) as srv:
-        warm = admit(srv, pod("warm", [images.signed], namespace="bystander"), registry_pki.ca_file)
-        assert warm.allowed, warm.message
         yield srv
 
 

@@ -8,13 +8,11 @@ webhook, against the explicit truth table :data:`TABLE`. Plus a ClusterImagePoli
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
-from controller.config import Settings
 from tests.admission.harness import (
     WRONG_SUBJECT,
     RunningController,
@@ -24,11 +22,10 @@ from tests.admission.harness import (
     trust_root,
 )
 from tests.adversarial.support import (
+    Lab,
     admit,
-    controller_serving,
     push_signed,
     push_unsigned,
-    registries_yaml,
 )
 from tests.fixtures.registry import RegistryServer, TestPKI
 from tests.kit.sigstore import SigstoreKit
@@ -123,27 +120,12 @@ def documents(host: str, trusted_root: bytes) -> list[dict[str, object]]:
 
 
 @pytest.fixture(scope="module")
-def servers(
-    tmp_path_factory: pytest.TempPathFactory,
-    registry: RegistryServer,
-    registry_pki: TestPKI,
-    sigstore_kit: SigstoreKit,
-) -> Iterator[dict[str, RunningController]]:
+def servers(lab: Lab) -> Iterator[dict[str, RunningController]]:
     """Two controllers on the same policy files: one with the default deny, one with default allow."""
-    docs = documents(registry.host, sigstore_kit.trusted_root_json())
-    with contextlib.ExitStack() as stack:
-        yield {
-            default: stack.enter_context(
-                controller_serving(
-                    tmp_path_factory.mktemp(f"tenancy-{default}"),
-                    registry_pki,
-                    docs,
-                    registries=registries_yaml(registry),
-                    settings=Settings(default_decision=default),
-                )
-            )
-            for default in ("deny", "allow")
-        }
+    with lab.serve_by_default(
+        "tenancy", documents(lab.registry.host, lab.kit.trusted_root_json())
+    ) as started:
+        yield started
 
 
 def test_truth_table_is_complete() -> None:
