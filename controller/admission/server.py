@@ -29,6 +29,7 @@ import yaml
 from controller.admission.credentials import CredentialResolver
 from controller.admission.handlers import Admission
 from controller.admission.kube import KubeReader, KubernetesReader
+from controller.admission.local import LocalWebhookFn
 from controller.admission.metrics import CONTENT_TYPE, AdmissionMetrics
 from controller.admission.objects import (
     POLICY_KINDS,
@@ -43,7 +44,7 @@ from controller.admission.operator import Loader, LoginFn, build_registry, confi
 from controller.admission.options import ServerOptions
 from controller.admission.state import PolicyState
 from controller.admission.tls import ReloadingTLS, SelfSignedTLS
-from controller.admission.webhook import WEBHOOK_POLICIES, LocalWebhookFn, ServingTLS, WebhookServer
+from controller.admission.webhook import WEBHOOK_POLICIES, ServingTLS, WebhookServer
 from controller.config import Settings, read_bounded_file
 from controller.engine import Engine, builtin_trust_roots
 from controller.errors import ImprimaturError, PolicyError, Reason

@@ -21,13 +21,10 @@ to a deadline, and every read charged to a byte budget.
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from types import MappingProxyType
@@ -35,10 +32,10 @@ from typing import Final
 
 from controller.config import Settings
 from controller.engine.caches import TTLCache
-from controller.engine.evidence import Evidence, fetch_candidates, verify_candidates
 from controller.engine.lanes import LaneLimits, Lanes
-from controller.errors import FetchError, ImprimaturError, InputError, LimitError, Reason
-from controller.model import Decision, Digest, Failure, ImageRef, ImageVerdict, Signature
+from controller.engine.sources import DECISION_DEADLINE, Job, Sources, trim_detail
+from controller.errors import ImprimaturError, InputError, Reason
+from controller.model import Decision, Digest, Failure, ImageRef, ImageVerdict
 from controller.policy import (
     Combined,
     CompiledPolicy,
@@ -49,8 +46,8 @@ from controller.policy import (
     evaluate_invalid,
     evaluate_policy,
 )
-from controller.registry import Budget, BytePool, Keychain, RegistryClient, parse_reference
-from controller.verify import TrustRoot, VerifyOptions
+from controller.registry import Keychain, RegistryClient, parse_reference
+from controller.verify import TrustRoot
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +58,10 @@ BUILTIN_TRUST_ROOTS: Final = {
 EMPTY_LABELS: Final[Mapping[str, str]] = MappingProxyType({})
 CLUSTER_TENANT: Final = "-"  # the tenant of work outside any namespace (CLI, cluster-scoped objects)
 MAX_PARSED_REFERENCES: Final = 16384
-INLINE_VERIFICATIONS: Final = 4
-"""Candidates verified on the engine's loop rather than in a worker (more go to the CPU lane)."""
 REFRESH_FRACTION: Final = 0.2
 """A cached verdict in this last fraction of its lifetime is refreshed in the background when used."""
 
 Clock = Callable[[], datetime]
-
-_DECISION_DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar("imprimatur_decision_deadline")
-"""The monotonic deadline of the decision whose task is running (each image's task copies it)."""
 
 
 def utc_now() -> datetime:
@@ -89,18 +81,6 @@ def builtin_trust_roots() -> dict[str, TrustRoot]:
 AnyPolicy = CompiledPolicy | InvalidPolicy
 
 
-@dataclass(frozen=True, slots=True)
-class _Job:
-    """One image being decided, once its digest is known: what every later step needs."""
-
-    image: str  # as written in the pod spec
-    pinned: ImageRef
-    digest: Digest
-    tenant: str  # whose bulkhead its registry reads use: the namespace, or CLUSTER_TENANT
-    keychain: Keychain | None
-    refresh: bool = False  # a background refresh: read no cached tag or evidence, write fresh ones
-
-
 _Outcome = tuple[ImageVerdict, float]  # the verdict, and until when (monotonic) it may be reused
 
 
@@ -117,7 +97,6 @@ class Engine:
         clock: Clock = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.registry = registry
         self.settings = settings or Settings()
         self._clock = clock
         self._monotonic = monotonic
@@ -126,9 +105,9 @@ class Engine:
             LaneLimits(per_host=s.max_per_registry_host, per_tenant=s.max_per_namespace, total=s.max_workers),
             clock=monotonic,
         )
-        self._bytes = BytePool(s.max_inflight_bytes)
-        self._evidence: TTLCache[tuple[object, ...], Evidence] = TTLCache(s.cache_entries, monotonic)
-        self._tags: TTLCache[tuple[object, ...], Digest] = TTLCache(s.cache_entries, monotonic)
+        self.sources = Sources(
+            registry=registry, settings=s, lanes=self.lanes, clock=clock, monotonic=monotonic
+        )
         self._verdicts: TTLCache[tuple[object, ...], ImageVerdict] = TTLCache(
             s.verdict_cache_entries, monotonic
         )
@@ -169,7 +148,7 @@ class Engine:
                 new = dict(trust_roots)
                 changed = {n for n in set(new) | set(self._roots) if new.get(n) is not self._roots.get(n)}
                 if changed:
-                    dropped = self._evidence.discard_where(lambda key: key[3] in changed)
+                    dropped = self.sources.drop_roots(changed)
                     log.info("trust roots changed: %s; %d cached results dropped", sorted(changed), dropped)
                     self._roots_gen += 1
                 self._roots = new
@@ -187,9 +166,16 @@ class Engine:
 
     def forget(self) -> None:
         """Drop every cached tag, evidence and verdict (benchmarks of the cold path; operators' tools)."""
-        self._tags.clear()
-        self._evidence.clear()
+        self.sources.forget()
         self._verdicts.clear()
+
+    @property
+    def registry(self) -> RegistryClient:
+        return self.sources.registry
+
+    @registry.setter
+    def registry(self, registry: RegistryClient) -> None:
+        self.sources.registry = registry
 
     @property
     def policies(self) -> PolicySet:
@@ -285,11 +271,11 @@ class Engine:
         limit = timeout if timeout is not None else self.settings.decision_timeout_seconds
         deadline = began + limit
         unique = list(dict.fromkeys(images))
-        token = _DECISION_DEADLINE.set(deadline)  # the image tasks below inherit it
+        token = DECISION_DEADLINE.set(deadline)  # the image tasks below inherit it
         try:
             tasks = [asyncio.ensure_future(self._decide_one(image, namespace, keychain)) for image in unique]
         finally:
-            _DECISION_DEADLINE.reset(token)
+            DECISION_DEADLINE.reset(token)
         done, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - self._monotonic()))
         for task in pending:
             task.cancel()
@@ -311,7 +297,7 @@ class Engine:
         try:
             verdict, expires = await self._verify_image(image, namespace, keychain)
         except ImprimaturError as e:
-            return ImageVerdict(image, False, e.reason, _trim(image, e.detail), transient=e.transient)
+            return ImageVerdict(image, False, e.reason, trim_detail(image, e.detail), transient=e.transient)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # fail closed on anything we did not foresee, and say so
@@ -360,8 +346,8 @@ class Engine:
 
         # step 3: the digest
         tenant = namespace or CLUSTER_TENANT
-        digest, until = await self._resolve(ref, tenant, keychain, refresh=refresh)
-        job = _Job(image, ref.with_digest(digest), digest, tenant, keychain, refresh)
+        digest, until = await self.sources.resolve(ref, tenant, keychain, refresh=refresh)
+        job = Job(image, ref.with_digest(digest), digest, tenant, keychain, refresh)
 
         # steps 4-6, per policy: evidence is shared between policies that ask for the same
         policies: list[AnyPolicy] = [*scope.cluster, *scope.namespaced]
@@ -378,7 +364,7 @@ class Engine:
         verdict = _verdict(image, combined, digest, warnings)
         return verdict, (0.0 if verdict.transient else until)
 
-    async def _evaluate(self, policy: AnyPolicy, job: _Job) -> tuple[PolicyResult, float]:
+    async def _evaluate(self, policy: AnyPolicy, job: Job) -> tuple[PolicyResult, float]:
         forever = self._monotonic() + self.settings.cache_ttl_seconds
         if isinstance(policy, InvalidPolicy):
             return evaluate_invalid(policy, job.image), forever
@@ -391,158 +377,10 @@ class Engine:
             )
             return evaluate_policy(policy, (), (failure,), job.image), forever
         sig_repo = policy.signature_repository or self.settings.signature_repository
-        evidence, expires = await self._evidence_for(job, sig_repo, root, tlog_required=policy.tlog_required)
+        evidence, expires = await self.sources.evidence_for(
+            job, sig_repo, root, tlog_required=policy.tlog_required
+        )
         return evaluate_policy(policy, evidence.verified, evidence.failures, job.image), expires
-
-    # --- the slow work, behind the lanes
-
-    def _flight_deadline(self) -> float:
-        """When work started now must end: the fetch timeout, and never after the decision that
-        started it has given up (work nobody waits for must not keep its namespace's slots)."""
-        limit = self._monotonic() + self.settings.fetch_timeout_seconds
-        return min(limit, _DECISION_DEADLINE.get(limit))
-
-    def _budget(self, deadline: float) -> Budget:
-        return Budget(
-            deadline=deadline,
-            max_bytes=self.settings.max_decision_bytes,
-            pool=self._bytes,
-            clock=self._monotonic,
-        )
-
-    async def _resolve(
-        self, ref: ImageRef, tenant: str, keychain: Keychain | None, *, refresh: bool = False
-    ) -> tuple[Digest, float]:
-        """The digest and until when it holds: forever when pinned, ``tag_ttl_seconds`` for a tag."""
-        if ref.digest is not None:
-            return ref.digest, self._monotonic() + self.settings.cache_ttl_seconds
-        key = (ref.registry, ref.repository, ref.tag)
-        hit = None if refresh else self._tags.get_with_expiry(key)
-        if hit is not None:
-            return hit
-        deadline = self._flight_deadline()
-        registry = self._registry(keychain)
-
-        async def resolve() -> Digest:
-            budget = self._budget(deadline)
-            try:
-                digest: Digest = await self.lanes.registry(
-                    functools.partial(registry.resolve, ref, budget=budget),
-                    host=ref.registry,
-                    tenant=tenant,
-                    deadline=deadline,
-                    what=f"resolving {ref}",
-                )
-            finally:
-                budget.close()
-            if self.settings.tag_ttl_seconds > 0:  # cached inside the flight: no gap for a second one
-                self._tags.put(key, digest, expires=self._monotonic() + self.settings.tag_ttl_seconds)
-            return digest
-
-        digest: Digest = await self.lanes.once(
-            ("tag", *key, _keychain_id(keychain)), resolve, deadline=deadline, what=f"resolving {ref}"
-        )
-        return digest, self._monotonic() + self.settings.tag_ttl_seconds
-
-    async def _evidence_for(
-        self, job: _Job, sig_repo: str | None, root: TrustRoot, *, tlog_required: bool
-    ) -> tuple[Evidence, float]:
-        """Verified evidence, cached by (digest, repository, trust root, tlog); fetched once at a time."""
-        pinned, digest, image = job.pinned, job.digest, job.image
-        where = sig_repo or f"{pinned.registry}/{pinned.repository}"
-        key = (str(digest), where, tlog_required, root.name, id(root))
-        hit = None if job.refresh else self._evidence.get_with_expiry(key)
-        if hit is not None:
-            return hit
-        deadline = self._flight_deadline()
-
-        async def verify() -> Evidence:
-            candidates = await self._candidates(job, sig_repo, deadline)
-            if isinstance(candidates, FetchError):
-                # could not fetch the evidence: deny, marked transient, and never cache
-                failure = Failure(candidates.reason, _trim(image, candidates.detail), image, transient=True)
-                return Evidence((), (failure,), 0)
-            options = VerifyOptions(
-                require_tlog=tlog_required,
-                require_sct=self.settings.require_sct,
-                require_issuer_extension=self.settings.require_issuer_extension,
-            )
-            check = functools.partial(
-                verify_candidates,
-                candidates,
-                digest=digest,
-                root=root,
-                options=options,
-                now=self._clock(),
-                image=image,
-            )
-            if len(candidates) <= INLINE_VERIFICATIONS:
-                # A millisecond or two of CPU: cheaper here than a thread hop, and this loop answers
-                # no cached review (the webhook's own loop does).
-                evidence = check()
-            else:
-                evidence = await self.lanes.cpu(
-                    check, deadline=deadline, what=f"verifying the signatures of {pinned}"
-                )
-            if evidence.found:  # "not found" is not cached: a signature may be pushed any second
-                self._evidence.put(key, evidence, expires=self._monotonic() + self.settings.cache_ttl_seconds)
-            return evidence
-
-        try:
-            evidence: Evidence = await self.lanes.once(
-                ("evidence", *key), verify, deadline=deadline, what=f"verifying {pinned}"
-            )
-        except LimitError as e:
-            failure = Failure(e.reason, _trim(image, e.detail), image, transient=True)
-            return Evidence((), (failure,), 0), 0.0
-        if not evidence.found:
-            return evidence, 0.0
-        return evidence, self._monotonic() + self.settings.cache_ttl_seconds
-
-    async def _candidates(
-        self, job: _Job, sig_repo: str | None, deadline: float
-    ) -> list[Signature] | FetchError:
-        pinned, digest, tenant, keychain = job.pinned, job.digest, job.tenant, job.keychain
-        registry = self._registry(keychain)
-        host = sig_repo.split("/", 1)[0] if sig_repo else pinned.registry
-
-        async def fetch() -> list[Signature] | FetchError:
-            budget = self._budget(deadline)
-            try:
-                return await self.lanes.registry(
-                    functools.partial(
-                        fetch_candidates,
-                        registry,
-                        pinned,
-                        digest,
-                        sig_repo,
-                        fetch_bundles=self.settings.fetch_bundles,
-                        budget=budget,
-                    ),
-                    host=host,
-                    tenant=tenant,
-                    deadline=deadline,
-                    what=f"fetching the signatures of {pinned}",
-                )
-            except FetchError as e:
-                return e
-            finally:
-                budget.close()
-
-        key = (
-            "candidates",
-            str(digest),
-            f"{pinned.registry}/{pinned.repository}",
-            sig_repo,
-            _keychain_id(keychain),
-        )
-        result: list[Signature] | FetchError = await self.lanes.once(
-            key, fetch, deadline=deadline, what=f"fetching the signatures of {pinned}"
-        )
-        return result
-
-    def _registry(self, keychain: Keychain | None) -> RegistryClient:
-        return self.registry.with_keychain(keychain) if keychain is not None else self.registry
 
 
 # --- helpers
@@ -560,20 +398,6 @@ def _namespaced_ids(policies: PolicySet) -> dict[str, tuple[int, ...]]:
     return out
 
 
-def _keychain_id(keychain: Keychain | None) -> tuple[tuple[str, str], ...]:
-    if keychain is None:
-        return ()
-    return tuple((host, credential.fingerprint) for host, credential in keychain.entries)
-
-
-def _trim(image: str, detail: str) -> str:
-    """A detail without a leading repeat of the image the verdict already names."""
-    for prefix in (f"{image}: ", f"{image} "):
-        if detail.startswith(prefix):
-            return detail[len(prefix) :]
-    return detail
-
-
 def _verdict(
     image: str, combined: Combined, digest: Digest | None, warnings: tuple[str, ...]
 ) -> ImageVerdict:
@@ -581,7 +405,7 @@ def _verdict(
         image,
         combined.allowed,
         combined.reason,
-        _trim(image, combined.detail),
+        trim_detail(image, combined.detail),
         digest,
         combined.policies,
         combined.matched,
