@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import re
 import socket
 import statistics
 import sys
@@ -40,6 +41,9 @@ P99_GOAL: Final = 2.0
 MAX_TARPIT_CONNECTIONS: Final = 2048
 TARPIT_LIFETIME_SECONDS: Final = 600.0
 TARPIT_CLIENT_DEADLINE: Final = 30.0  # longer than any server deadline: we want to see the answer
+
+
+_CACHED_LINE = re.compile(r"object=default/bench .*?reason=Verified .*?duration_ms=([0-9.]+)")
 
 
 class Tarpit:
@@ -197,11 +201,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise RuntimeError(f"the signed image was not allowed: {warm.denials} {warm.errors}")
             payloads = [gen.request(case.path, b) for b in case.bodies]
             phase1 = asyncio.run(gen.open_loop(payloads, args.rate, int(args.rate * args.duration)))
+            mark = len(server.log_path.read_text(errors="replace"))
             phase2, outcomes = _phase2(target, case.bodies, case.path, tarpit_host, args)
-            log_tail = server.log_tail(600)
+            log = server.log_path.read_text(errors="replace")
+            log_tail = log[-600:]
+            inside = (_handler_ms(log[:mark]), _handler_ms(log[mark:]))
         accepted = tarpit.accepted
     _report(args, phase1=phase1, phase2=phase2, outcomes=outcomes, accepted=accepted, log_tail=log_tail)
+    for name, durations in zip(("phase 1", "phase 2"), inside, strict=True):
+        if durations:
+            print(
+                f"  inside the server, {name} (the decision log's duration_ms of the cached reviews): "
+                f"p50 {durations[len(durations) // 2]:.2f} ms  p99 {durations[int(len(durations) * 0.99)]:.2f} ms  "
+                f"max {durations[-1]:.2f} ms"
+            )
     return 0
+
+
+def _handler_ms(log: str) -> list[float]:
+    """The cached reviews' own time in the server, from its decision log lines, sorted."""
+    return sorted(float(m) for m in _CACHED_LINE.findall(log))
 
 
 def _report(
