@@ -6,15 +6,9 @@
 * :mod:`~controller.engine.evidence`: the blocking fetch and verify steps.
 """
 
-from controller.engine.core import (
-    BUILTIN_TRUST_ROOTS,
-    CLUSTER_TENANT,
-    Clock,
-    Engine,
-    builtin_trust_roots,
-    utc_now,
-)
+from controller.engine.core import CLUSTER_TENANT, Engine
 from controller.engine.lanes import LaneLimits, Lanes
+from controller.engine.roots import BUILTIN_TRUST_ROOTS, Clock, builtin_trust_roots, utc_now
 
 __all__ = [
     "BUILTIN_TRUST_ROOTS",

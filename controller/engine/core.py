@@ -25,14 +25,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
-from importlib import resources
 from types import MappingProxyType
 from typing import Final
 
 from controller.config import Settings
 from controller.engine.caches import TTLCache
 from controller.engine.lanes import LaneLimits, Lanes
+from controller.engine.roots import Clock, utc_now
 from controller.engine.sources import DECISION_DEADLINE, Job, Sources, trim_detail
 from controller.errors import ImprimaturError, InputError, Reason
 from controller.model import Decision, Digest, Failure, ImageRef, ImageVerdict
@@ -51,31 +50,11 @@ from controller.verify import TrustRoot
 
 log = logging.getLogger(__name__)
 
-BUILTIN_TRUST_ROOTS: Final = {
-    "public-good": "trusted_root.public-good.json",
-    "staging": "trusted_root.staging.json",
-}
 EMPTY_LABELS: Final[Mapping[str, str]] = MappingProxyType({})
 CLUSTER_TENANT: Final = "-"  # the tenant of work outside any namespace (CLI, cluster-scoped objects)
 MAX_PARSED_REFERENCES: Final = 16384
 REFRESH_FRACTION: Final = 0.2
 """A cached verdict in this last fraction of its lifetime is refreshed in the background when used."""
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    """The wall clock, in UTC. The engine reads time only through its injected clock."""
-    return datetime.now(UTC)
-
-
-def builtin_trust_roots() -> dict[str, TrustRoot]:
-    """The embedded Sigstore roots shipped as package data: ``public-good`` and ``staging``."""
-    roots: dict[str, TrustRoot] = {}
-    data = resources.files("controller").joinpath("data")
-    for name, filename in BUILTIN_TRUST_ROOTS.items():
-        roots[name] = TrustRoot.from_json(data.joinpath(filename).read_bytes(), name)
-    return roots
 
 
 AnyPolicy = CompiledPolicy | InvalidPolicy
@@ -346,12 +325,21 @@ class Engine:
 
         # step 3: the digest
         tenant = namespace or CLUSTER_TENANT
-        digest, until = await self.sources.resolve(ref, tenant, keychain, refresh=refresh)
+        digest, until = await self.sources.resolve(
+            ref,
+            tenant,
+            keychain,
+            refresh=refresh,
+            prefetch=self.sources.prefetch_test(ref, scope, self._roots, refresh=refresh),
+        )
         job = Job(image, ref.with_digest(digest), digest, tenant, keychain, refresh)
 
         # steps 4-6, per policy: evidence is shared between policies that ask for the same
         policies: list[AnyPolicy] = [*scope.cluster, *scope.namespaced]
-        evaluated = await asyncio.gather(*(self._evaluate(policy, job) for policy in policies))
+        if len(policies) == 1:  # the common case, without a task per policy
+            evaluated = [await self._evaluate(policies[0], job)]
+        else:
+            evaluated = list(await asyncio.gather(*(self._evaluate(policy, job) for policy in policies)))
         results = [result for result, _ in evaluated]
         until = min([until, *(expires for _, expires in evaluated)])
         n = len(scope.cluster)

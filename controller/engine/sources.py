@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -23,6 +23,7 @@ from controller.engine.evidence import Evidence, fetch_candidates, verify_candid
 from controller.engine.lanes import Lanes
 from controller.errors import FetchError, LimitError
 from controller.model import Digest, Failure, ImageRef, Signature
+from controller.policy import CompiledPolicy, Matching
 from controller.registry import Budget, BytePool, Keychain, RegistryClient
 from controller.verify import TrustRoot, VerifyOptions
 
@@ -31,6 +32,11 @@ DECISION_DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar("impri
 
 INLINE_VERIFICATIONS: Final = 4
 """Candidates verified on the engine's loop rather than in a worker (more go to the CPU lane)."""
+
+
+PREFETCH_SECONDS: Final = 5.0
+"""How long candidates read ahead with a tag's resolution wait to be verified (moments, normally)."""
+MAX_PREFETCHED: Final = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,40 @@ class Sources:
         self._bytes = BytePool(settings.max_inflight_bytes)
         self.evidence: TTLCache[tuple[object, ...], Evidence] = TTLCache(settings.cache_entries, monotonic)
         self.tags: TTLCache[tuple[object, ...], Digest] = TTLCache(settings.cache_entries, monotonic)
+        self._prefetched: TTLCache[tuple[object, ...], list[Signature] | FetchError] = TTLCache(
+            MAX_PREFETCHED, monotonic
+        )
+
+    def prefetch_test(
+        self, ref: ImageRef, scope: Matching, roots: Mapping[str, TrustRoot], *, refresh: bool
+    ) -> Callable[[Digest], bool] | None:
+        """For a tag: whether, once resolved, its own repository's signatures must be read (some
+        governing policy reads them there and its evidence is not cached). Runs in the worker."""
+        own = [
+            p
+            for p in (*scope.cluster, *scope.namespaced)
+            if isinstance(p, CompiledPolicy)
+            and not (p.signature_repository or self.settings.signature_repository)
+        ]
+        if not own or ref.digest is not None:
+            return None
+
+        def needed(digest: Digest) -> bool:
+            pinned = ref.with_digest(digest)
+            for policy in own:
+                root = roots.get(policy.trust_root)
+                if root is not None and (
+                    refresh or not self.has_evidence(digest, pinned, root, tlog_required=policy.tlog_required)
+                ):
+                    return True
+            return False
+
+        return needed
+
+    def has_evidence(self, digest: Digest, pinned: ImageRef, root: TrustRoot, *, tlog_required: bool) -> bool:
+        """Whether verified evidence for ``digest`` in its own repository is cached (never waits)."""
+        where = f"{pinned.registry}/{pinned.repository}"
+        return self.evidence.get((str(digest), where, tlog_required, root.name, id(root))) is not None
 
     def drop_roots(self, names: set[str]) -> int:
         """Forget the evidence verified under the trust roots ``names``; how many entries went."""
@@ -73,6 +113,7 @@ class Sources:
     def forget(self) -> None:
         self.tags.clear()
         self.evidence.clear()
+        self._prefetched.clear()
 
     def flight_deadline(self) -> float:
         """When work started now must end: the fetch timeout, and never after the decision that
@@ -89,9 +130,21 @@ class Sources:
         )
 
     async def resolve(
-        self, ref: ImageRef, tenant: str, keychain: Keychain | None, *, refresh: bool = False
+        self,
+        ref: ImageRef,
+        tenant: str,
+        keychain: Keychain | None,
+        *,
+        refresh: bool = False,
+        prefetch: Callable[[Digest], bool] | None = None,
     ) -> tuple[Digest, float]:
-        """The digest and until when it holds: forever when pinned, ``tag_ttl_seconds`` for a tag."""
+        """The digest and until when it holds: forever when pinned, ``tag_ttl_seconds`` for a tag.
+
+        When ``prefetch(digest)`` says the evidence is not at hand, the worker that resolved the tag
+        goes on to read the candidate signatures in the image's own repository (where they live unless
+        a policy names a signature repository), so a cold tag costs one hop to a worker, not two;
+        :meth:`evidence_for` finds them waiting.
+        """
         if ref.digest is not None:
             return ref.digest, self._monotonic() + self.settings.cache_ttl_seconds
         key = (ref.registry, ref.repository, ref.tag)
@@ -101,11 +154,33 @@ class Sources:
         deadline = self.flight_deadline()
         registry = self._registry(keychain)
 
+        def work(budget: Budget) -> Digest:
+            digest = registry.resolve(ref, budget=budget)
+            if prefetch is not None and prefetch(digest):
+                pinned = ref.with_digest(digest)
+                try:
+                    found: list[Signature] | FetchError = fetch_candidates(
+                        registry,
+                        pinned,
+                        digest,
+                        None,
+                        fetch_bundles=self.settings.fetch_bundles,
+                        budget=budget,
+                    )
+                except FetchError as e:
+                    found = e
+                self._prefetched.put(
+                    _candidates_key(pinned, digest, None, keychain),
+                    found,
+                    expires=self._monotonic() + PREFETCH_SECONDS,
+                )
+            return digest
+
         async def resolve() -> Digest:
             budget = self._budget(deadline)
             try:
                 digest: Digest = await self.lanes.registry(
-                    functools.partial(registry.resolve, ref, budget=budget),
+                    functools.partial(work, budget),
                     host=ref.registry,
                     tenant=tenant,
                     deadline=deadline,
@@ -209,13 +284,10 @@ class Sources:
             finally:
                 budget.close()
 
-        key = (
-            "candidates",
-            str(digest),
-            f"{pinned.registry}/{pinned.repository}",
-            sig_repo,
-            _keychain_id(keychain),
-        )
+        key = _candidates_key(pinned, digest, sig_repo, keychain)
+        prefetched = self._prefetched.get(key)
+        if prefetched is not None:
+            return prefetched
         result: list[Signature] | FetchError = await self.lanes.once(
             key, fetch, deadline=deadline, what=f"fetching the signatures of {pinned}"
         )
@@ -223,6 +295,18 @@ class Sources:
 
     def _registry(self, keychain: Keychain | None) -> RegistryClient:
         return self.registry.with_keychain(keychain) if keychain is not None else self.registry
+
+
+def _candidates_key(
+    pinned: ImageRef, digest: Digest, sig_repo: str | None, keychain: Keychain | None
+) -> tuple[object, ...]:
+    return (
+        "candidates",
+        str(digest),
+        f"{pinned.registry}/{pinned.repository}",
+        sig_repo,
+        _keychain_id(keychain),
+    )
 
 
 def _keychain_id(keychain: Keychain | None) -> tuple[tuple[str, str], ...]:

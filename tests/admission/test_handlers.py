@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -121,7 +122,9 @@ def test_a_hung_registry_is_denied_at_the_deadline(
         )
         response = response_of(answer.json())
         assert response["allowed"] is False
-        assert response["status"]["message"] == (
-            f"LimitExceeded: {image}: no decision after 0.5s (the deadline is 0.5s)"
-        )
+        message = response["status"]["message"]
+        # The decision's deadline, or the fetch cut at that same deadline: either way the reason,
+        # the image, and the time actually taken.
+        assert message.startswith(f"LimitExceeded: {image}: "), message
+        assert re.search(r"after 0\.[4-6]s", message), message
         assert answer.elapsed.total_seconds() < 3
