@@ -21,18 +21,22 @@ import logging
 import math
 import os
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import requests
 import requests.adapters
+import requests.utils
 import urllib3.connection
 import urllib3.connectionpool
 import urllib3.response
+import urllib3.util.ssl_
 from requests.adapters import DEFAULT_POOLBLOCK, DEFAULT_POOLSIZE
 
 log = logging.getLogger(__name__)
@@ -157,8 +161,75 @@ class _WatchedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
 _WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 
 
+class _Contexts:
+    """One TLS context per (CA file or directory, client certificate), built once and reused.
+
+    urllib3 otherwise builds a context for every new connection and loads its CA certificates into
+    it: the system bundle took 30-50 ms of CPU each time, so a registry that accepts and never
+    answers (or simply a cold connection) cost that much per attempt. A file's modification time is
+    part of the key, so a rotated CA or client certificate is picked up by the next connection.
+    """
+
+    def __init__(self) -> None:
+        self._contexts: dict[tuple[object, ...], ssl.SSLContext] = {}
+        self._lock = threading.Lock()
+
+    def get(self, ca: str | None, ca_dir: str | None, cert: str | None, key: str | None) -> ssl.SSLContext:
+        stamp = tuple(_mtime(path) for path in (ca, ca_dir, cert, key))
+        index = (ca, ca_dir, cert, key, stamp)
+        with self._lock:  # built under the lock: eight workers meeting a new registry build it once
+            found = self._contexts.get(index)
+            if found is not None:
+                return found
+            context = urllib3.util.ssl_.create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+            if ca or ca_dir:
+                context.load_verify_locations(cafile=ca, capath=ca_dir)
+            else:  # what requests verifies against by default: certifi's bundle
+                context.load_verify_locations(cafile=requests.utils.DEFAULT_CA_BUNDLE_PATH)
+            if cert:
+                context.load_cert_chain(cert, key)
+            if len(self._contexts) >= MAX_TLS_CONTEXTS:
+                self._contexts.clear()
+            self._contexts[index] = context
+            return context
+
+
+def _mtime(path: str | None) -> float | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).stat().st_mtime
+    except OSError:
+        return None
+
+
+MAX_TLS_CONTEXTS = 64
+_CONTEXTS = _Contexts()
+
+
 class WatchedAdapter(requests.adapters.HTTPAdapter):
-    """requests' adapter, whose connections register their socket while waiting for headers."""
+    """requests' adapter, whose connections register their socket while waiting for headers, and
+    whose verifying TLS connections share a context per CA and client certificate (:class:`_Contexts`)."""
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: Any, cert: Any = None
+    ) -> tuple[Any, Any]:
+        host_params, kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        if host_params.get("scheme") != "https" or verify is False:
+            return host_params, kwargs
+        pool_kwargs: dict[str, Any] = dict(kwargs)
+        # Loaded into the shared context once, not into every connection's.
+        ca, ca_dir = pool_kwargs.pop("ca_certs", None), pool_kwargs.pop("ca_cert_dir", None)
+        cert_file, key_file = pool_kwargs.pop("cert_file", None), pool_kwargs.pop("key_file", None)
+        pool_kwargs["ssl_context"] = _CONTEXTS.get(ca, ca_dir, cert_file, key_file)
+        return host_params, pool_kwargs
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
+        if url.lower().startswith("https") and verify is not False:
+            # requests points every connection at its CA bundle and client certificate again, which
+            # makes urllib3 load them into the (shared) context per connection: they are in it already.
+            conn.ca_certs = conn.ca_cert_dir = conn.cert_file = conn.key_file = None
 
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **kw: Any) -> None:
         super().init_poolmanager(connections, maxsize, block, **kw)
