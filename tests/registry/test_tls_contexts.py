@@ -116,3 +116,70 @@ def _other_ca_pem() -> bytes:
         common_name("not the registry's CA"), new_key(), None, lifetime=datetime.timedelta(days=1), ca=True
     )
     return stranger.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.fixture
+def dripping_proxy(registry: RegistryServer) -> Iterator[str]:
+    """A TCP proxy to the real registry that passes the server's bytes on one every 50 ms: every read
+    of the TLS handshake is answered in time, and the handshake would take minutes."""
+    upstream_host, upstream_port = registry.host.rsplit(":", 1)
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+    sockets: list[socket.socket] = []
+
+    def pump(source: socket.socket, sink: socket.socket, drip: bool) -> None:
+        source.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                data = source.recv(1 if drip else 65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            try:
+                sink.sendall(data)
+            except OSError:
+                return
+            if drip:
+                stop.wait(0.05)
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = server.accept()
+            except TimeoutError:
+                continue
+            upstream = socket.create_connection((upstream_host, int(upstream_port)))
+            sockets.extend((client, upstream))
+            threading.Thread(target=pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=pump, args=(upstream, client, True), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join(timeout=2)
+    for sock in sockets:
+        sock.close()
+    server.close()
+
+
+def test_a_dripped_tls_handshake_is_cut_at_the_deadline(
+    registry: RegistryServer, dripping_proxy: str
+) -> None:
+    config = RegistryConfig.from_yaml(
+        registry.registries_yaml(extra_configs={dripping_proxy: {"tls": {"ca_file": registry.ca_file}}})
+    )
+    ref = parse_reference(f"{dripping_proxy}/tlsctx/app@sha256:" + "1" * 64)
+    assert ref.digest is not None
+    started = time.monotonic()
+    with pytest.raises(LimitError) as caught:
+        RegistryClient(config).fetch_signatures(
+            ref, ref.digest, budget=Budget(deadline=time.monotonic() + 1.0, max_bytes=1 << 20)
+        )
+    assert time.monotonic() - started < 1.6  # the deadline, not the 5 s connect timeout nor minutes
+    assert caught.value.reason is Reason.LIMIT_EXCEEDED
+    assert "gave up after 1." in caught.value.detail
