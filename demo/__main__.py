@@ -99,6 +99,28 @@ def _policies(host: str, trusted_root: bytes) -> list[dict[str, object]]:
                 "mode": "warn",
             },
         },
+        # A namespace admin's policies: they can only add requirements in their own namespace.
+        {
+            "apiVersion": "imprimatur.dev/v1alpha1",
+            "kind": "ImagePolicy",
+            "metadata": {"name": "trust-anyone", "namespace": "team-a"},
+            "spec": {
+                "images": [{"glob": "**"}],
+                "identities": [{"issuerRegExp": ".*", "subjectRegExp": ".*"}],
+                "trustRoot": "acme-sigstore",
+            },
+        },
+        {
+            "apiVersion": "imprimatur.dev/v1alpha1",
+            "kind": "ImagePolicy",
+            "metadata": {"name": "prod-only", "namespace": "team-a"},
+            "spec": {
+                "images": [{"glob": f"{host}/shop/**"}],
+                "identities": [{"issuer": RELEASE.issuer, "subject": RELEASE.subject}],
+                "annotations": {"env": "prod"},
+                "trustRoot": "acme-sigstore",
+            },
+        },
     ]
 
 
@@ -122,6 +144,14 @@ def _cases(host: str, frontend: str, backend: str, worker: str, lab: str) -> lis
             False,
         ),
         Case("CronJob: backend report", workload("CronJob", "report", [backend]), False),
+        Case(
+            "team-a trusts anyone: no cluster policy",
+            pod("attack", [f"{host}/random/app@{frontend.split('@')[1]}"], namespace="team-a"),
+            False,
+        ),
+        Case(
+            "team-a adds env=prod: frontend lacks it", pod("frontend", [frontend], namespace="team-a"), False
+        ),
         Case(
             "kubectl debug: unsigned debugger",
             pod("checkout", [frontend], ephemeral_images=[worker]),

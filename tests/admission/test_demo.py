@@ -11,6 +11,6 @@ def test_demo_answers_as_expected() -> None:
     out = io.StringIO()
     assert run(out) == 0, out.getvalue()
     text = out.getvalue()
-    assert "10/10 answers as expected" in text
+    assert "12/12 answers as expected" in text
     assert "MISMATCH" not in text
     assert "denied [403]: SignatureNotFound: " in text
