@@ -287,7 +287,8 @@ class Loader:
         overloaded = self.overload() if self.overload is not None else None
         if overloaded is not None:
             # Not ready: the Service sends new reviews to the other replicas until this one catches up.
-            raise kopf.TemporaryError(f"{Reason.OVERLOADED}: {overloaded}")
+            # Permanent, like not-loaded: the probe answers 500 at once (kopf retries temporary ones).
+            raise kopf.PermanentError(f"{Reason.OVERLOADED}: {overloaded}")
         return {
             "loaded": True,
             "policies": {"ready": summary.policies_ready, "invalid": summary.policies_invalid},
