@@ -43,6 +43,7 @@ class ReviewObserver:
     def __init__(self, metrics: AdmissionMetrics) -> None:
         self.metrics = metrics
         self._fragments: dict[int, _Fragments] = {}
+        self._texts: dict[tuple[object, ...], tuple[tuple[ImageVerdict, ...], tuple[str, str, str, str]]] = {}
 
     def _of(self, verdict: ImageVerdict) -> _Fragments:
         """``(verdict, "image": "digest" item, signer objects, policies)`` as JSON text, made once."""
@@ -81,10 +82,7 @@ class ReviewObserver:
         if not log.isEnabledFor(logging.INFO):
             return
         request = ctx.request if ctx is not None else None
-        decision = ctx.decision if ctx is not None else None
-        fragments = [self._of(v) for v in decision.verdicts] if decision is not None else []
-        digests = sorted((f[0].image, f[1]) for f in fragments if f[1] is not None)
-        policies = sorted({p for f in fragments for p in f[3]})
+        images, digests, signers, policies = self._evidence_text(ctx)
         log.info(
             "admission uid=%s kind=%s object=%s/%s operation=%s subresource=%s dry_run=%s allowed=%s "
             "reason=%s images=%s digests=%s signers=%s policies=%s duration_ms=%.1f",
@@ -97,9 +95,32 @@ class ReviewObserver:
             str(request.dry_run).lower() if request is not None else "false",
             str(allowed).lower(),
             reason,
-            json.dumps(list(ctx.images) if ctx is not None else []),
-            "{" + ", ".join(item for _, item in digests) + "}",
-            "[" + ", ".join(s for f in fragments for s in f[2]) + "]",
-            json.dumps(policies),
+            images,
+            digests,
+            signers,
+            policies,
             duration * 1000,
         )
+
+    def _evidence_text(self, ctx: ReviewContext | None) -> tuple[str, str, str, str]:
+        """The images, digests, signers and policies of a review as JSON text; for a review whose
+        verdicts all came from the cache, made once per (images, verdict objects) and reused."""
+        if ctx is None:
+            return "[]", "{}", "[]", "[]"
+        verdicts = ctx.decision.verdicts if ctx.decision is not None else ()
+        key = (ctx.images, tuple(id(v) for v in verdicts))
+        hit = self._texts.get(key)
+        if hit is not None and all(a is b for a, b in zip(hit[0], verdicts, strict=True)):
+            return hit[1]
+        fragments = [self._of(v) for v in verdicts]
+        digests = sorted((f[0].image, f[1]) for f in fragments if f[1] is not None)
+        text = (
+            json.dumps(list(ctx.images)),
+            "{" + ", ".join(item for _, item in digests) + "}",
+            "[" + ", ".join(s for f in fragments for s in f[2]) + "]",
+            json.dumps(sorted({p for f in fragments for p in f[3]})),
+        )
+        if len(self._texts) >= MAX_CACHED_FRAGMENTS:
+            self._texts.clear()
+        self._texts[key] = (verdicts, text)
+        return text
