@@ -31,6 +31,19 @@ EXIT_USAGE = 2
 
 # Bounds on files the CLI reads: policies, manifests, trust roots and registry configs are small.
 MAX_INPUT_FILE_BYTES = 8 * 1024 * 1024
+CLI_TIMEOUT_SECONDS = 60.0
+MAX_TIMEOUT_SECONDS = 3600.0
+
+
+def _seconds(text: str) -> float:
+    """A positive number of seconds for ``--timeout`` (at most an hour)."""
+    try:
+        value = float(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from e
+    if not 0 < value <= MAX_TIMEOUT_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not in (0, {MAX_TIMEOUT_SECONDS:g}] seconds")
+    return value
 
 
 class _UsageError(Exception):
@@ -109,6 +122,13 @@ def _parser() -> argparse.ArgumentParser:
             help="accept pre-2022 certificates without the OIDC issuer extension",
         )
         sp.add_argument("--require-digest", action="store_true", help="reject tag-only references")
+        sp.add_argument(
+            "--timeout",
+            type=_seconds,
+            default=CLI_TIMEOUT_SECONDS,
+            metavar="SECONDS",
+            help=f"deadline for each decision, registry reads included (default {CLI_TIMEOUT_SECONDS:g})",
+        )
         sp.add_argument("-o", "--output", choices=("text", "json"), default="text")
 
     v = sub.add_parser("verify", help="verify images' cosign keyless signatures")
@@ -203,6 +223,9 @@ def build_engine(args: argparse.Namespace) -> Engine:
         require_issuer_extension=not args.allow_missing_issuer,
         signature_repository=args.signature_repository,
         warn_on_tag=True,
+        # A person at a terminal can wait longer than kube-apiserver's 10 s webhook timeout.
+        decision_timeout_seconds=args.timeout,
+        fetch_timeout_seconds=args.timeout,
     )
     return Engine(
         registry=RegistryClient(config=registry_config, keychain=_keychain(args)),
