@@ -96,6 +96,10 @@ def _namespace(request: AdmissionRequest) -> str | None:
     return namespace if isinstance(namespace, str) and namespace else None
 
 
+def _invalid(detail: str) -> Answer:
+    return Answer(False, f"{Reason.REVIEW_INVALID}: -: {detail}", CODE_INVALID, str(Reason.REVIEW_INVALID))
+
+
 def _overloaded(images: Iterable[str], why: str) -> str:
     detail = f"the controller is past capacity ({why}); retry shortly"
     return bound_message([f"{Reason.OVERLOADED}: {image}: {detail}" for image in images])
@@ -117,11 +121,7 @@ class Admission:
         self.decision_timeout = decision_timeout
         self.max_concurrent = max_concurrent
         self.in_flight = 0  # reviews waiting on slow work (uncached images) right now
-        self.shed = 0  # reviews shed since start
         self.loop_lag = 0.0  # seconds, measured by the server's monitor
-
-    def close(self) -> None:
-        """Nothing of its own to release: the engine owns the workers."""
 
     @property
     def handlers(self) -> dict[str, WebhookHandler]:
@@ -165,9 +165,7 @@ class Admission:
         try:
             images = images_to_verify(request)
         except InputError as e:
-            return Answer(
-                False, f"{Reason.REVIEW_INVALID}: -: {e.detail}", CODE_INVALID, str(Reason.REVIEW_INVALID)
-            )
+            return _invalid(e.detail)
         ctx.images = tuple(images)
         if not images:
             return Answer(True, None, None, NO_IMAGES_REASON)
@@ -176,7 +174,6 @@ class Admission:
             return self.conclude(ctx, decision)
         why = self.overload()
         if why is not None:
-            self.shed += 1
             return Answer(False, _overloaded(images, why), CODE_OVERLOADED, str(Reason.OVERLOADED))
         return None
 
@@ -221,9 +218,7 @@ class Admission:
         try:
             answer = await self._review(ctx, webhook)
         except InputError as e:
-            answer = Answer(
-                False, f"{Reason.REVIEW_INVALID}: -: {e.detail}", CODE_INVALID, str(Reason.REVIEW_INVALID)
-            )
+            answer = _invalid(e.detail)
         except Exception as e:  # never allow on a bug; say what kind of bug in the log, not the response
             log.exception("admission uid=%s failed", ctx.request.uid)
             answer = Answer(

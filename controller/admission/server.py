@@ -75,7 +75,6 @@ class Controller:
     server: WebhookServer
 
     def close(self) -> None:
-        self.admission.close()
         self.state.engine.close()
 
 

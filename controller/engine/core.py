@@ -36,8 +36,9 @@ from controller.engine.sources import DECISION_DEADLINE, Job, Sources, trim_deta
 from controller.errors import ImprimaturError, InputError, Reason
 from controller.model import Decision, Digest, Failure, ImageRef, ImageVerdict
 from controller.policy import (
+    EMPTY_LABELS,
+    AnyPolicy,
     Combined,
-    CompiledPolicy,
     InvalidPolicy,
     PolicyResult,
     PolicySet,
@@ -50,14 +51,10 @@ from controller.verify import TrustRoot
 
 log = logging.getLogger(__name__)
 
-EMPTY_LABELS: Final[Mapping[str, str]] = MappingProxyType({})
 CLUSTER_TENANT: Final = "-"  # the tenant of work outside any namespace (CLI, cluster-scoped objects)
 MAX_PARSED_REFERENCES: Final = 16384
 REFRESH_FRACTION: Final = 0.2
 """A cached verdict in this last fraction of its lifetime is refreshed in the background when used."""
-
-
-AnyPolicy = CompiledPolicy | InvalidPolicy
 
 
 _Outcome = tuple[ImageVerdict, float]  # the verdict, and until when (monotonic) it may be reused

@@ -162,11 +162,6 @@ class Lanes:
             "flights": len(state.flights),
         }
 
-    def saturated(self) -> bool:
-        """True when every process-wide registry slot is taken (new cold work would queue)."""
-        state = self._state
-        return state is not None and state.total.used >= self.limits.total
-
     # --- running work
 
     async def registry(self, fn: Callable[[], T], *, host: str, tenant: str, deadline: float, what: str) -> T:

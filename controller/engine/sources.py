@@ -24,7 +24,7 @@ from controller.engine.lanes import Lanes
 from controller.errors import FetchError, LimitError
 from controller.model import Digest, Failure, ImageRef, Signature
 from controller.policy import CompiledPolicy, Matching
-from controller.registry import Budget, BytePool, Keychain, RegistryClient
+from controller.registry import Budget, BytePool, Keychain, RegistryClient, parse_repository
 from controller.verify import TrustRoot, VerifyOptions
 
 DECISION_DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar("imprimatur_decision_deadline")
@@ -104,11 +104,11 @@ class Sources:
     def has_evidence(self, digest: Digest, pinned: ImageRef, root: TrustRoot, *, tlog_required: bool) -> bool:
         """Whether verified evidence for ``digest`` in its own repository is cached (never waits)."""
         where = f"{pinned.registry}/{pinned.repository}"
-        return self.evidence.get((str(digest), where, tlog_required, root.name, id(root))) is not None
+        return self.evidence.get(_evidence_key(digest, where, root, tlog_required=tlog_required)) is not None
 
     def drop_roots(self, names: set[str]) -> int:
         """Forget the evidence verified under the trust roots ``names``; how many entries went."""
-        return self.evidence.discard_where(lambda key: key[3] in names)
+        return self.evidence.discard_where(lambda key: key[_ROOT_NAME] in names)
 
     def forget(self) -> None:
         self.tags.clear()
@@ -158,20 +158,9 @@ class Sources:
             digest = registry.resolve(ref, budget=budget)
             if prefetch is not None and prefetch(digest):
                 pinned = ref.with_digest(digest)
-                try:
-                    found: list[Signature] | FetchError = fetch_candidates(
-                        registry,
-                        pinned,
-                        digest,
-                        None,
-                        fetch_bundles=self.settings.fetch_bundles,
-                        budget=budget,
-                    )
-                except FetchError as e:
-                    found = e
                 self._prefetched.put(
                     _candidates_key(pinned, digest, None, keychain),
-                    found,
+                    self._fetch(registry, pinned, digest, None, budget),
                     expires=self._monotonic() + PREFETCH_SECONDS,
                 )
             return digest
@@ -203,7 +192,7 @@ class Sources:
         """Verified evidence, cached by (digest, repository, trust root, tlog); fetched once at a time."""
         pinned, digest, image = job.pinned, job.digest, job.image
         where = sig_repo or f"{pinned.registry}/{pinned.repository}"
-        key = (str(digest), where, tlog_required, root.name, id(root))
+        key = _evidence_key(digest, where, root, tlog_required=tlog_required)
         hit = None if job.refresh else self.evidence.get_with_expiry(key)
         if hit is not None:
             return hit
@@ -259,21 +248,13 @@ class Sources:
     ) -> list[Signature] | FetchError:
         pinned, digest, tenant, keychain = job.pinned, job.digest, job.tenant, job.keychain
         registry = self._registry(keychain)
-        host = sig_repo.split("/", 1)[0] if sig_repo else pinned.registry
+        host = parse_repository(sig_repo)[0] if sig_repo else pinned.registry
 
         async def fetch() -> list[Signature] | FetchError:
             budget = self._budget(deadline)
             try:
                 return await self.lanes.registry(
-                    functools.partial(
-                        fetch_candidates,
-                        registry,
-                        pinned,
-                        digest,
-                        sig_repo,
-                        fetch_bundles=self.settings.fetch_bundles,
-                        budget=budget,
-                    ),
+                    functools.partial(self._fetch, registry, pinned, digest, sig_repo, budget),
                     host=host,
                     tenant=tenant,
                     deadline=deadline,
@@ -293,8 +274,28 @@ class Sources:
         )
         return result
 
+    def _fetch(
+        self, registry: RegistryClient, pinned: ImageRef, digest: Digest, sig_repo: str | None, budget: Budget
+    ) -> list[Signature] | FetchError:
+        """The candidate signatures, or why they could not be read (blocking: runs in a worker)."""
+        try:
+            return fetch_candidates(
+                registry, pinned, digest, sig_repo, fetch_bundles=self.settings.fetch_bundles, budget=budget
+            )
+        except FetchError as e:
+            return e
+
     def _registry(self, keychain: Keychain | None) -> RegistryClient:
         return self.registry.with_keychain(keychain) if keychain is not None else self.registry
+
+
+_ROOT_NAME: Final = 3  # where an evidence key holds its trust root's name (drop_roots reads it)
+
+
+def _evidence_key(digest: Digest, where: str, root: TrustRoot, *, tlog_required: bool) -> tuple[object, ...]:
+    """What verified evidence depends on: the digest, where its signatures were read, the trust root
+    (by name and identity: an edited root is a new object) and the tlog setting. Never the policies."""
+    return (str(digest), where, tlog_required, root.name, id(root))
 
 
 def _candidates_key(

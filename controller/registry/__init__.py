@@ -12,7 +12,7 @@ from controller.registry.client import RegistryClient
 from controller.registry.config import RegistryConfig
 from controller.registry.limits import Limits
 from controller.registry.manifest import Manifest
-from controller.registry.reference import api_host, parse_reference
+from controller.registry.reference import api_host, parse_reference, parse_repository
 
 __all__ = [
     "Budget",
@@ -25,4 +25,5 @@ __all__ = [
     "RegistryConfig",
     "api_host",
     "parse_reference",
+    "parse_repository",
 ]
