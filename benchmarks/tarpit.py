@@ -24,64 +24,24 @@ import contextlib
 import multiprocessing
 import os
 import re
-import socket
 import statistics
 import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from benchmarks.bench_env import environment, pod_case
 from benchmarks.loadgen import LoadGenerator, Summary, Target, _Connection, _exchange, _open, parse_answer
 from benchmarks.servers import stopping
+from tests.fixtures.hostile import Tarpit
 
 P99_GOAL: Final = 2.0
-MAX_TARPIT_CONNECTIONS: Final = 2048
-TARPIT_LIFETIME_SECONDS: Final = 600.0
 TARPIT_CLIENT_DEADLINE: Final = 30.0  # longer than any server deadline: we want to see the answer
 
 
 _CACHED_LINE = re.compile(r"object=default/bench .*?reason=Verified .*?duration_ms=([0-9.]+)")
-
-
-class Tarpit:
-    """Accepts connections on 127.0.0.1 and never answers; holds at most 2048; stops by itself."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0), backlog=512)
-        self.sock.settimeout(0.2)
-        self.port: int = self.sock.getsockname()[1]
-        self.accepted = 0
-        self._held: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="tarpit", daemon=True)
-
-    def _serve(self) -> None:
-        deadline = time.monotonic() + TARPIT_LIFETIME_SECONDS
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            self.accepted += 1
-            self._held.append(conn)
-            if len(self._held) > MAX_TARPIT_CONNECTIONS:
-                self._held.pop(0).close()
-        for conn in self._held:
-            conn.close()
-        self.sock.close()
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[Tarpit]:
-        self._thread.start()
-        try:
-            yield self
-        finally:
-            self._stop.set()
-            self._thread.join(timeout=5)
 
 
 async def _hang_one(

@@ -24,6 +24,7 @@ from controller.errors import FetchError, LimitError, Reason
 from controller.registry import Budget, RegistryClient, RegistryConfig, parse_reference
 from controller.registry.deadlines import _CONTEXTS
 from tests.fixtures.certs import certificate, common_name, new_key
+from tests.fixtures.hostile import Tarpit
 from tests.fixtures.registry import RegistryServer
 
 
@@ -35,27 +36,8 @@ def _cpu() -> float:
 @pytest.fixture
 def silent_host() -> Iterator[str]:
     """Accepts TCP connections and never says a word (not even the TLS handshake)."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.2)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            held.append(conn)
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.getsockname()[1]}"
-    stop.set()
-    thread.join(timeout=2)
-    for conn in held:
-        conn.close()
-    server.close()
+    with Tarpit().running() as tarpit:
+        yield f"127.0.0.1:{tarpit.port}"
 
 
 def test_a_context_is_built_once_per_ca_and_rebuilt_when_the_file_changes(
