@@ -174,16 +174,14 @@ def _answer_response(api_version: str, uid: str, answer: Answer) -> dict[str, ob
     )
 
 
-def parse_webhook_review(data: object, webhook: str) -> AdmissionRequest:
-    """:func:`parse_review`, and the resource and subresource must be ones ``webhook`` reviews."""
-    parsed = parse_review(data)
+def check_route(parsed: AdmissionRequest, webhook: str) -> None:
+    """The resource and subresource of a parsed review must be ones ``webhook`` reviews."""
     if parsed.resource not in WEBHOOK_RESOURCES[webhook]:
         raise InputError(Reason.REVIEW_INVALID, f"/{webhook} does not review {parsed.resource}")
     if parsed.sub_resource not in WEBHOOK_SUBRESOURCES[webhook]:
         raise InputError(
             Reason.REVIEW_INVALID, f"/{webhook} does not review the {parsed.sub_resource} subresource"
         )
-    return parsed
 
 
 class ServingTLS(Protocol):
@@ -281,6 +279,10 @@ class WebhookServer:
             else ("cached" if ctx.decision is not None else "direct")
         )
         self.observer.metrics.fast_answers.inc_values((path,))
+        return self._respond(ctx, api_version, answer)
+
+    def _respond(self, ctx: ReviewContext, api_version: str, answer: Answer) -> aiohttp.web.Response:
+        """The AdmissionReview answer, logged and counted: the one way both doors answer."""
         response = _answer_response(api_version, ctx.request.uid, answer)
         self.observer.record(
             kind=ctx.request.kind,
@@ -344,7 +346,7 @@ class WebhookServer:
                 return aiohttp.web.json_response(
                     review_response(api_version=api_version, uid=parsed.uid, allowed=True)
                 )
-            parsed = parse_webhook_review(data, webhook)
+            check_route(parsed, webhook)
         except InputError as e:
             self.observer.record(
                 kind="-", allowed=False, reason=str(e.reason), duration=time.monotonic() - started, uid=uid
@@ -402,15 +404,4 @@ class WebhookServer:
                 500,
             )
         reason = ctx.reason or (message.split(":", 1)[0] if message else "Allowed")
-        response = review_response(
-            api_version=api_version,
-            uid=parsed.uid,
-            allowed=allowed,
-            message=bound_message(message.split("\n")) if message else None,
-            code=code,
-            warnings=warnings,
-        )
-        self.observer.record(
-            kind=parsed.kind, allowed=allowed, reason=reason, duration=time.monotonic() - started, ctx=ctx
-        )
-        return aiohttp.web.json_response(response)
+        return self._respond(ctx, api_version, Answer(allowed, message, code, reason, tuple(warnings)))
