@@ -48,6 +48,13 @@ class Reason(StrEnum):
     ISSUER_MISSING = "IssuerMissing"  # no OIDC issuer extension in the certificate
     IDENTITY_MISMATCH = "IdentityMismatch"
     BUNDLE_INVALID = "BundleInvalid"  # a Sigstore bundle failed verification
+    KEY_MISMATCH = "KeyMismatch"  # a key-signed artifact verifies with none of the policy's keys
+    TIMESTAMP_INVALID = "TimestampInvalid"  # an RFC 3161 timestamp is malformed, untrusted or out of window
+
+    # --- attestations (deny): a policy's ``attestations:`` entry is not met
+    ATTESTATION_MISSING = "AttestationMissing"  # no verified attestation of the required predicate type
+    ATTESTATION_INVALID = "AttestationInvalid"  # one was found but fails verification or its subject
+    ATTESTATION_CONDITION_FAILED = "AttestationConditionFailed"  # verified, but a CEL condition is false
 
     # --- fetching (deny, transient)
     REFERENCE_INVALID = "ReferenceInvalid"

@@ -108,7 +108,24 @@ FULCIO_CLAIM_NAMES: tuple[str, ...] = (
     "deploymentEnvironment",
 )
 
-SignatureKind = Literal["simplesigning", "bundle"]
+SignatureKind = Literal["simplesigning", "bundle", "attestation"]
+# What a verified artifact is: a signature over the image (a simple-signing layer, a bundle's message
+# signature, or a DSSE envelope whose statement has cosign's signature predicate) or an attestation
+# (any other in-toto statement). Only a signature satisfies a policy's ``identities``.
+EvidenceKind = Literal["signature", "attestation"]
+COSIGN_SIGNATURE_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedKey:
+    """A public key a policy trusts (``identities[].key``), as PEM, with where it came from.
+
+    The key's identity is :func:`key_id`-style: ``sha256:<hex of its SubjectPublicKeyInfo DER>``, the
+    same value ``VerifiedSignature.key_id`` carries for an artifact that verified with it.
+    """
+
+    pem: bytes
+    source: str  # "ClusterImagePolicy acme: spec.identities[2].key" or "secret imprimatur-system/keys"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +170,15 @@ class VerifiedSignature:
     trust_root: str = ""
     source: str = ""
     warnings: tuple[str, ...] = ()
+    # A signature or an attestation; for an attestation, its predicate type and the verified in-toto
+    # statement (JSON bytes, bounded by verify/), which policy conditions read.
+    kind: EvidenceKind = "signature"
+    predicate_type: str = ""
+    statement: bytes = b""
+    # Key-signed artifacts: ``sha256:<hex of the SPKI DER>`` of the key that verified it; ``subject``
+    # and ``issuer`` are then empty. Keyless (Fulcio) artifacts leave it empty. A key-signed artifact
+    # never satisfies a keyless identity, nor the reverse.
+    key_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

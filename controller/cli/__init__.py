@@ -6,6 +6,7 @@ Exit codes: 0 verified/admitted, 1 rejected, 2 usage or configuration error.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ from typing import TextIO
 
 import yaml
 
+from controller.cli.commands import CommandModule
 from controller.config import Settings, read_bounded_file
 from controller.engine import Engine, builtin_trust_roots
 from controller.errors import ImprimaturError, InputError, PolicyError, Reason
@@ -33,6 +35,9 @@ EXIT_USAGE = 2
 MAX_INPUT_FILE_BYTES = 8 * 1024 * 1024
 CLI_TIMEOUT_SECONDS = 60.0
 MAX_TIMEOUT_SECONDS = 3600.0
+
+# Commands in modules of their own (see controller/cli/commands.py), by module name, one per line.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _seconds(text: str) -> float:
@@ -61,75 +66,78 @@ def _read_bounded(path: Path) -> bytes:
     return read_bounded_file(path, MAX_INPUT_FILE_BYTES, "file")
 
 
+def add_common_options(sp: argparse.ArgumentParser) -> None:
+    """The options every engine-backed command shares: policies, identity flags, roots, registries."""
+    sp.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="policy YAML (repeatable, multi-document)",
+    )
+    sp.add_argument("--certificate-identity", help="exact subject (email, URI or username)")
+    sp.add_argument("--certificate-identity-regexp", help="subject regex (anchored: full match)")
+    sp.add_argument("--certificate-oidc-issuer", help="exact OIDC issuer")
+    sp.add_argument("--certificate-oidc-issuer-regexp", help="OIDC issuer regex (anchored: full match)")
+    sp.add_argument(
+        "-a",
+        "--annotations",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="required payload annotation (repeatable), as cosign's -a",
+    )
+    sp.add_argument(
+        "--trusted-root",
+        action="append",
+        default=[],
+        metavar="[NAME=]FILE",
+        help="a Sigstore trusted_root.json; a bare FILE replaces 'public-good'",
+    )
+    sp.add_argument("--staging", action="store_true", help="flag policies use the embedded staging root")
+    sp.add_argument(
+        "--registry-config", metavar="FILE", help="registries.yaml (k3s/RKE2 format): mirrors, auth, tls"
+    )
+    sp.add_argument(
+        "--docker-config",
+        metavar="FILE",
+        help="docker config.json with registry credentials (default: $DOCKER_CONFIG/config.json)",
+    )
+    sp.add_argument(
+        "--signature-repository",
+        metavar="REPO",
+        default=os.environ.get("COSIGN_REPOSITORY") or None,
+        help="where signatures are stored (cosign's COSIGN_REPOSITORY)",
+    )
+    sp.add_argument(
+        "--insecure-ignore-tlog",
+        action="store_true",
+        help="accept signatures without a Rekor entry (warns) for flag policies",
+    )
+    sp.add_argument(
+        "--insecure-ignore-sct", action="store_true", help="do not require an embedded SCT (warns)"
+    )
+    sp.add_argument(
+        "--allow-missing-issuer",
+        action="store_true",
+        help="accept pre-2022 certificates without the OIDC issuer extension",
+    )
+    sp.add_argument("--require-digest", action="store_true", help="reject tag-only references")
+    sp.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=CLI_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help=f"deadline for each decision, registry reads included (default {CLI_TIMEOUT_SECONDS:g})",
+    )
+    sp.add_argument("-o", "--output", choices=("text", "json"), default="text")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="imprimatur", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
     sub = p.add_subparsers(dest="command", required=True)
-
-    def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument(
-            "--policy",
-            action="append",
-            default=[],
-            metavar="FILE",
-            help="policy YAML (repeatable, multi-document)",
-        )
-        sp.add_argument("--certificate-identity", help="exact subject (email, URI or username)")
-        sp.add_argument("--certificate-identity-regexp", help="subject regex (anchored: full match)")
-        sp.add_argument("--certificate-oidc-issuer", help="exact OIDC issuer")
-        sp.add_argument("--certificate-oidc-issuer-regexp", help="OIDC issuer regex (anchored: full match)")
-        sp.add_argument(
-            "-a",
-            "--annotations",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="required payload annotation (repeatable), as cosign's -a",
-        )
-        sp.add_argument(
-            "--trusted-root",
-            action="append",
-            default=[],
-            metavar="[NAME=]FILE",
-            help="a Sigstore trusted_root.json; a bare FILE replaces 'public-good'",
-        )
-        sp.add_argument("--staging", action="store_true", help="flag policies use the embedded staging root")
-        sp.add_argument(
-            "--registry-config", metavar="FILE", help="registries.yaml (k3s/RKE2 format): mirrors, auth, tls"
-        )
-        sp.add_argument(
-            "--docker-config",
-            metavar="FILE",
-            help="docker config.json with registry credentials (default: $DOCKER_CONFIG/config.json)",
-        )
-        sp.add_argument(
-            "--signature-repository",
-            metavar="REPO",
-            default=os.environ.get("COSIGN_REPOSITORY") or None,
-            help="where signatures are stored (cosign's COSIGN_REPOSITORY)",
-        )
-        sp.add_argument(
-            "--insecure-ignore-tlog",
-            action="store_true",
-            help="accept signatures without a Rekor entry (warns) for flag policies",
-        )
-        sp.add_argument(
-            "--insecure-ignore-sct", action="store_true", help="do not require an embedded SCT (warns)"
-        )
-        sp.add_argument(
-            "--allow-missing-issuer",
-            action="store_true",
-            help="accept pre-2022 certificates without the OIDC issuer extension",
-        )
-        sp.add_argument("--require-digest", action="store_true", help="reject tag-only references")
-        sp.add_argument(
-            "--timeout",
-            type=_seconds,
-            default=CLI_TIMEOUT_SECONDS,
-            metavar="SECONDS",
-            help=f"deadline for each decision, registry reads included (default {CLI_TIMEOUT_SECONDS:g})",
-        )
-        sp.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    common = add_common_options
 
     v = sub.add_parser("verify", help="verify images' cosign keyless signatures")
     v.add_argument("images", nargs="+", metavar="IMAGE")
@@ -150,6 +158,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="serve from policy files instead of the cluster's CRDs (development and demo)",
     )
+    # Commands in modules of their own: each adds its parser with ``set_defaults(run=...)``. Imported
+    # here, not at the top, because they use this module's helpers (build_engine, add_common_options).
+    for name in COMMAND_MODULES:
+        module: CommandModule = importlib.import_module(name)
+        module.register(sub)
     return p
 
 
@@ -388,6 +401,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         stream=sys.stderr,
     )
     try:
+        run = getattr(args, "run", None)
+        if run is not None:
+            return int(run(args, stream))
         if args.command == "verify":
             return _cmd_verify(args, stream)
         if args.command == "check":
@@ -402,7 +418,3 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except ImprimaturError as e:  # anything else reasoned that escaped a verdict
         sys.stderr.write(f"imprimatur: {e.reason}: {e.detail}\n")
         return EXIT_REJECTED
-
-
-if __name__ == "__main__":
-    sys.exit(main())
