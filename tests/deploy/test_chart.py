@@ -74,6 +74,7 @@ def test_default_render_has_one_object_per_template(default_render: list[Obj]) -
             "ClusterRole",
             "ClusterRoleBinding",
             "Deployment",
+            "MutatingWebhookConfiguration",
             "PodDisruptionBudget",
             "Role",
             "RoleBinding",
