@@ -43,7 +43,12 @@ from controller.registry.manifest import (
     Manifest,
 )
 from controller.registry.reference import check_registry, check_repository, check_tag, parse_repository
-from controller.registry.signatures import ReferrersMemory, fetch_referrer_bundles, fetch_signatures
+from controller.registry.signatures import (
+    ReferrersMemory,
+    fetch_attestations,
+    fetch_referrer_bundles,
+    fetch_signatures,
+)
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +165,21 @@ class RegistryClient:
         """
         target = self._signature_target(ref, signature_repository)
         return fetch_signatures(self._requester, target, digest, budget=budget)
+
+    def fetch_attestations(
+        self,
+        ref: ImageRef,
+        digest: Digest,
+        signature_repository: str | None = None,
+        *,
+        budget: Budget | None = None,
+    ) -> list[Signature]:
+        """cosign's legacy attestations: the DSSE layers of manifest ``<alg>-<hex>.att``; [] when absent.
+
+        Same place (``ref``'s repository or ``signature_repository``) and bounds as :meth:`fetch_signatures`.
+        """
+        target = self._signature_target(ref, signature_repository)
+        return fetch_attestations(self._requester, target, digest, budget=budget)
 
     def fetch_referrer_bundles(
         self,

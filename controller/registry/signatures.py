@@ -2,11 +2,16 @@
 
 * ``.sig``: the layers of manifest ``<alg>-<hex>.sig`` (in the image's repository or cosign's
   ``COSIGN_REPOSITORY``); layers of another media type than simple signing are skipped.
+* ``.att``: cosign ≤ 2's attestations, one DSSE envelope per layer of manifest ``<alg>-<hex>.att``
+  (same place, same bounds as ``.sig``); layers of another media type than DSSE are skipped.
 * Referrers: the referrers API (``GET /v2/<name>/referrers/<digest>``), else the referrers tag schema
   (an index at tag ``<alg>-<hex>``). A registry without the API (distribution 2.8 answers
   ``404 page not found`` in plain text; others say 400, 405 or 501) falls back quietly, and the
   endpoint is remembered as API-less for :data:`REFERRERS_ABSENT_TTL_SECONDS` so that later calls skip
-  the round trip. A real failure (other 5xx, connection) still raises.
+  the round trip. A real failure (other 5xx, connection) still raises. cosign v3 stores signatures
+  and attestations alike as bundle referrers (an attestation's manifest says
+  ``dev.sigstore.bundle.content: dsse-envelope`` and names its ``dev.sigstore.bundle.predicateType``):
+  both are fetched, and verification tells them apart.
 
 Within one call a blob digest is fetched once and its bytes reused, and the layers taken from all the
 manifests of the call count against one bound: a referrers index of many manifests that all list the
@@ -22,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
 from controller.errors import LimitError, Reason
-from controller.model import Digest, Signature
+from controller.model import Digest, Signature, SignatureKind
 from controller.registry.budget import Budget
 from controller.registry.config import Endpoint
 from controller.registry.content import get_manifest, get_sized_blob, optional_tagged_manifest
@@ -50,6 +55,12 @@ REFERRERS_TAG_HEX_CHARS = 64
 
 SIGNATURE_TAG_SUFFIX = "sig"
 """cosign's legacy signature tag: ``<alg>-<hex>.sig`` in the image's (or COSIGN_REPOSITORY's) repo."""
+
+ATTESTATION_TAG_SUFFIX = "att"
+"""cosign's legacy attestation tag: ``<alg>-<hex>.att``, beside the ``.sig`` tag."""
+
+DSSE_ENVELOPE = "application/vnd.dsse.envelope.v1+json"
+"""The layer media type of a cosign attestation on a ``.att`` manifest (one DSSE envelope per layer)."""
 
 REFERRERS_UNSUPPORTED_STATUSES = frozenset({400, 404, 405, 406, 501})
 """Answers to the referrers API that mean "no such API here". distribution-spec: a registry that
@@ -129,30 +140,71 @@ def fetch_signatures(
     requester: Requester, target: Target, digest: Digest, *, budget: Budget | None
 ) -> list[Signature]:
     """cosign's legacy signatures in ``target``: the layers of ``<alg>-<hex>.sig``; [] when absent."""
-    tag = f"{digest.algorithm}-{digest.hex}.{SIGNATURE_TAG_SUFFIX}"
+    return _tagged_layers(
+        requester,
+        target,
+        digest,
+        suffix=SIGNATURE_TAG_SUFFIX,
+        media_type=SIMPLESIGNING,
+        kind="simplesigning",
+        budget=budget,
+    )
+
+
+def fetch_attestations(
+    requester: Requester, target: Target, digest: Digest, *, budget: Budget | None
+) -> list[Signature]:
+    """cosign's legacy attestations in ``target``: the DSSE layers of ``<alg>-<hex>.att``; [] when absent.
+
+    Each layer's annotations (``predicateType``, ``dev.sigstore.cosign/certificate``, ``.../chain``,
+    ``.../bundle``) are kept as they are; the same layer, byte and deadline bounds as ``.sig`` apply.
+    """
+    return _tagged_layers(
+        requester,
+        target,
+        digest,
+        suffix=ATTESTATION_TAG_SUFFIX,
+        media_type=DSSE_ENVELOPE,
+        kind="attestation",
+        budget=budget,
+    )
+
+
+def _tagged_layers(
+    requester: Requester,
+    target: Target,
+    digest: Digest,
+    *,
+    suffix: str,
+    media_type: str,
+    kind: SignatureKind,
+    budget: Budget | None,
+) -> list[Signature]:
+    """The layers of ``media_type`` on manifest ``<alg>-<hex>.<suffix>``, fetched and digest-checked."""
+    tag = f"{digest.algorithm}-{digest.hex}.{suffix}"
     body = optional_tagged_manifest(requester, target, tag, accept=IMAGE_MANIFEST_ACCEPT, budget=budget)
     if body is None:
         return []
     where = f"{target.name}:{tag}"
     manifest = parse_image_manifest(body, max_layers=requester.limits.max_signature_layers, what=where)
     call = _Call(requester, target, budget)
-    signatures: list[Signature] = []
+    found: list[Signature] = []
     for index, layer in enumerate(manifest.layers):
-        if layer.media_type != SIMPLESIGNING:
+        if layer.media_type != media_type:
             log.debug("%s layer %d: skipping media type %s", where, index, layer.media_type)
             continue
         call.take_layers(1, where)
-        signatures.append(
+        found.append(
             Signature(
-                kind="simplesigning",
+                kind=kind,
                 payload=call.blob(layer, f"{where} layer {index}"),
                 annotations=dict(layer.annotations),
                 layer_digest=layer.digest,
                 source=f"{where} layer {index}",
-                media_type=SIMPLESIGNING,
+                media_type=media_type,
             )
         )
-    return signatures
+    return found
 
 
 def fetch_referrer_bundles(
