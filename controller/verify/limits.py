@@ -50,13 +50,10 @@ MAX_CA_CHAIN_CERTIFICATES: Final = 8  # certificates in one certificate authorit
 # --- integers that travel through JSON and must survive canonical re-encoding exactly
 MAX_JSON_SAFE_INTEGER: Final = 2**53 - 1
 
-# --- transparency-log proofs, checkpoints, RFC 3161 timestamps (merkle, checkpoint, timestamp, entries)
+# --- transparency-log proofs, checkpoints, RFC 3161 timestamps (merkle, checkpoint, timestamp, entries);
+#     the proof, checkpoint, token and body sizes are the bundle verifier's bounds above
 MAX_TREE_SIZE: Final = 2**63 - 1  # Rekor counts leaves in an int64
-MAX_INCLUSION_PROOF_HASHES: Final = 64  # a path in a tree of 2**63 leaves is at most 64 hashes
-MAX_CHECKPOINT_BYTES: Final = 16 * 1024  # a signed checkpoint note (Rekor's are ~300 bytes)
 MAX_CHECKPOINT_SIGNATURES: Final = 16  # signature lines: the log's plus witness cosignatures
 MAX_CHECKPOINT_EXTENSION_LINES: Final = 16  # body lines after the root hash ("Timestamp: ...")
 MAX_NOTE_SIGNATURE_BYTES: Final = 1024  # one decoded signature line: 4-byte key hint + signature
-MAX_TIMESTAMP_BYTES: Final = 64 * 1024  # one RFC 3161 TimeStampResp (Sigstore's TSA: ~1.3 KiB)
 MAX_TIMESTAMP_CERTIFICATES: Final = 8  # certificates embedded in a timestamp token
-MAX_REKOR_BODY_BYTES: Final = 8 * 1024 * 1024  # a canonicalized entry body (intoto embeds the envelope)
