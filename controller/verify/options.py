@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from controller.model import TrustedKey
+
 
 @dataclass(frozen=True, slots=True)
 class VerifyOptions:
@@ -22,3 +24,4 @@ class VerifyOptions:
     require_tlog: bool = True
     require_sct: bool = True
     require_issuer_extension: bool = True
+    keys: tuple[TrustedKey, ...] = ()  # key-signed artifacts verify with one of these (identities[].key)
