@@ -274,3 +274,80 @@ def test_issuer_lookup_by_der_is_the_lookup_by_name(public_good: TrustRoot, stag
                 assert expected
                 for name_der in (subject.public_bytes(), None, b"not the DER of any CA subject"):
                     assert root.issuers_of(subject, name_der) == expected
+
+
+# --- proto3 JSON null semantics, Rekor v2 (Ed25519) logs, TSAs, checkpoint key IDs
+
+
+def _conformance_root(case: str) -> bytes:
+    return (
+        real_data_dir().parent / "sigstore-conformance" / "bundle-verify" / case / "trusted_root.json"
+    ).read_bytes()
+
+
+def test_null_operator_is_unset_as_in_proto3_json() -> None:
+    root = TrustRoot.from_json(_conformance_root("trust-root-tlog-validity-end-inclusive"), "null-operator")
+    logs = [log for group in root.tlogs.values() for log in group]
+    assert {log.operator for log in logs} == {""}
+    (v1,) = [log for log in logs if log.base_url == "https://rekor.sigstore.dev"]
+    assert v1.valid_for.end == datetime(2023, 7, 12, 15, 56, 36, tzinfo=UTC)
+    assert v1.valid_for.contains(v1.valid_for.end)  # inclusive at the end
+
+
+def test_missing_validity_start_stays_invalid() -> None:
+    with pytest.raises(PolicyError) as info:
+        TrustRoot.from_json(_conformance_root("trust-root-tlog-missing-validity-start_fail"), "no-start")
+    assert info.value.reason is Reason.TRUST_ROOT_INVALID
+
+
+NULLED_VALID = {
+    "null operator": _set(("tlogs", 0, "operator"), None),
+    "null validFor end": _set(("tlogs", 0, "publicKey", "validFor", "end"), None),
+    "null checkpointKeyId": _set(("tlogs", 0, "checkpointKeyId"), None),
+    "null CA uri": _set(("certificateAuthorities", 0, "uri"), None),
+    "null subject": _set(("certificateAuthorities", 0, "subject"), None),
+    "null ctlogs": _set(("ctlogs",), None),
+    "null timestampAuthorities": _set(("timestampAuthorities",), None),
+}
+NULLED_INVALID = {
+    "null start": _set(("tlogs", 0, "publicKey", "validFor", "start"), None),
+    "null logId": _set(("tlogs", 0, "logId"), None),
+    "null mediaType": _set(("mediaType",), None),
+    "null certificateAuthorities": _set(("certificateAuthorities",), None),
+    "null list item": _set(("certificateAuthorities", 0, "certChain", "certificates", 0), None),
+    "null rawBytes of a usable key": _set(("tlogs", 0, "publicKey", "rawBytes"), None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NULLED_VALID))
+def test_null_fields_read_as_unset(name: str) -> None:
+    root = TrustRoot.from_json(_mutated(NULLED_VALID[name]), name)
+    assert root.certificate_authorities
+
+
+@pytest.mark.parametrize("name", sorted(NULLED_INVALID))
+def test_null_required_fields_are_missing(name: str) -> None:
+    with pytest.raises(PolicyError) as info:
+        TrustRoot.from_json(_mutated(NULLED_INVALID[name]), name)
+    assert info.value.reason is Reason.TRUST_ROOT_INVALID
+
+
+def test_rekor_v2_ed25519_log_and_tsa_are_parsed(public_good: TrustRoot) -> None:
+    logs = [log for group in public_good.tlogs.values() for log in group]
+    (v2,) = [log for log in logs if log.key_details == "PKIX_ED25519"]
+    assert v2.key is not None
+    assert v2.origin == "log2025-1.rekor.sigstore.dev"
+    (tsa,) = public_good.timestamp_authorities
+    assert tsa.chain[-1].is_ca
+    assert tsa.valid_for.start.tzinfo is UTC
+
+
+def test_checkpoint_key_id_and_operator_are_kept() -> None:
+    def mutate(doc: dict[str, Any]) -> None:
+        doc["tlogs"][0]["operator"] = "sigstore.dev"
+        doc["tlogs"][0]["checkpointKeyId"] = {"keyId": base64.b64encode(b"\x01\x02\x03\x04").decode()}
+
+    root = TrustRoot.from_json(_mutated(mutate), "ckid")
+    (log,) = [log for group in root.tlogs.values() for log in group if log.operator]
+    assert log.operator == "sigstore.dev"
+    assert log.checkpoint_key_id == b"\x01\x02\x03\x04"
