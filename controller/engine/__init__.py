@@ -3,6 +3,8 @@
 * :mod:`~controller.engine.core`: :class:`Engine`, images -> digests -> signatures -> verify -> policy;
 * :mod:`~controller.engine.lanes`: where slow work runs (bulkheads, single flight, deadlines);
 * :mod:`~controller.engine.caches`: evidence, tags and verdicts, each keyed by what it depends on;
+* :mod:`~controller.engine.sources` and :mod:`~controller.engine.flights`: tags and evidence, and the
+  registry reads behind them;
 * :mod:`~controller.engine.evidence`: the blocking fetch and verify steps.
 """
 

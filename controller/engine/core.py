@@ -32,7 +32,7 @@ from controller.config import Settings
 from controller.engine.caches import TTLCache
 from controller.engine.lanes import LaneLimits, Lanes
 from controller.engine.roots import Clock, utc_now
-from controller.engine.sources import DECISION_DEADLINE, Job, Sources, trim_detail
+from controller.engine.sources import DECISION_DEADLINE, Job, Sources, trim_detail, want_of
 from controller.errors import ImprimaturError, InputError, Reason
 from controller.model import Decision, Digest, Failure, ImageRef, ImageVerdict
 from controller.policy import (
@@ -362,9 +362,7 @@ class Engine:
             )
             return evaluate_policy(policy, (), (failure,), job.image), forever
         sig_repo = policy.signature_repository or self.settings.signature_repository
-        evidence, expires = await self.sources.evidence_for(
-            job, sig_repo, root, tlog_required=policy.tlog_required
-        )
+        evidence, expires = await self.sources.evidence_for(job, sig_repo, want_of(policy, root))
         return evaluate_policy(policy, evidence.verified, evidence.failures, job.image), expires
 
 
