@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,7 @@ import kopf
 import kubernetes
 
 from controller.admission.kube import KubernetesReader
-from controller.admission.objects import GROUP, VERSION
 from controller.admission.server import Controller, serve_cluster
-from controller.admission.webhook import WEBHOOK_PODS, WEBHOOK_POLICIES, WEBHOOK_WORKLOADS
 from tests.admission.harness import (
     API_GROUP,
     TRUST_ROOT_NAME,
@@ -30,14 +28,13 @@ from tests.admission.harness import (
     new_controller,
     trust_root,
 )
-from tests.fixtures.apiserver import ApiServer, ca_bundle
+from tests.apiserver.webhooks import by_url, chart_webhook_configurations, register
+from tests.fixtures.apiserver import ApiServer
 from tests.fixtures.registry import RegistryServer, TestPKI, free_port
 from tests.kit.oci import push_signed_image
 from tests.kit.sigstore import GITHUB_OAUTH_ISSUER, Identity, SigstoreKit
 
 CONTROLLER_NAMESPACE = "imprimatur-system"  # the chart's release namespace: never sent to the webhook
-EXCLUDED_NAMESPACES = (CONTROLLER_NAMESPACE, "kube-system")  # release namespace + values.excludeNamespaces
-WEBHOOK_CONFIGURATION = "imprimatur"
 CONTROLLER_START_SECONDS = 20.0
 LOAD_TIMEOUT_SECONDS = 20.0
 WEBHOOK_ACTIVE_TIMEOUT_SECONDS = 15.0
@@ -116,71 +113,6 @@ def baseline_policies(images: ClusterImages, kit: SigstoreKit) -> list[dict[str,
     ]
 
 
-# --- the webhook registration, as charts/imprimatur/templates/validatingwebhookconfiguration.yaml
-
-
-def _webhook(name: str, url: str, ca: str, rules: list[dict[str, object]]) -> dict[str, object]:
-    return {
-        "name": name,
-        "admissionReviewVersions": ["v1"],
-        "clientConfig": {"url": url, "caBundle": ca},
-        "failurePolicy": "Fail",
-        "matchPolicy": "Equivalent",
-        "sideEffects": "None",
-        "timeoutSeconds": 10,
-        "namespaceSelector": {
-            "matchExpressions": [
-                {
-                    "key": "kubernetes.io/metadata.name",
-                    "operator": "NotIn",
-                    "values": list(EXCLUDED_NAMESPACES),
-                },
-                {"key": "imprimatur.dev/exclude", "operator": "NotIn", "values": ["true"]},
-            ]
-        },
-        "rules": rules,
-    }
-
-
-def _rule(group: str, operations: Sequence[str], resources: Sequence[str]) -> dict[str, object]:
-    return {
-        "apiGroups": [group],
-        "apiVersions": [VERSION if group == GROUP else "v1"],
-        "operations": list(operations),
-        "resources": list(resources),
-        "scope": "Namespaced",
-    }
-
-
-def webhook_configuration(base_url: str, ca_file: str) -> dict[str, object]:
-    """The chart's ValidatingWebhookConfiguration (pods, workloads, our own policies), with
-    ``clientConfig.url`` instead of a Service."""
-    ca = ca_bundle(ca_file)
-    both = ["CREATE", "UPDATE"]
-    pods = [_rule("", both, ["pods"]), _rule("", ["UPDATE"], ["pods/ephemeralcontainers"])]
-    workloads = [
-        _rule("apps", both, ["deployments", "replicasets", "statefulsets", "daemonsets"]),
-        _rule("batch", both, ["jobs", "cronjobs"]),
-        _rule("", both, ["replicationcontrollers"]),
-    ]
-    policies = [
-        {**_rule(GROUP, both, ["clusterimagepolicies", "trustroots"]), "scope": "Cluster"},
-        _rule(GROUP, both, ["imagepolicies"]),
-    ]
-    policies_webhook = _webhook("policies.imprimatur.dev", f"{base_url}/{WEBHOOK_POLICIES}", ca, policies)
-    del policies_webhook["namespaceSelector"]  # our own objects are reviewed everywhere
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": WEBHOOK_CONFIGURATION},
-        "webhooks": [
-            _webhook("pods.imprimatur.dev", f"{base_url}/{WEBHOOK_PODS}", ca, pods),
-            _webhook("workloads.imprimatur.dev", f"{base_url}/{WEBHOOK_WORKLOADS}", ca, workloads),
-            policies_webhook,
-        ],
-    }
-
-
 # --- the controller
 
 
@@ -217,27 +149,40 @@ def _wait_for(what: str, check: Callable[[], bool], timeout: float, running: Run
         time.sleep(POLL_SECONDS)
 
 
-def _webhook_answers(api: ApiServer, last: list[str]) -> bool:
-    """True once the API server calls our webhook and gets its answer: a server-side dry run of a pod
-    with an image no policy covers is denied by ``pods.imprimatur.dev`` (not failed, not admitted)."""
+def _webhook_answers(api: ApiServer, namespace: str, last: list[str]) -> bool:
+    """True once the API server calls our webhooks and gets their answer: a server-side dry run of a pod
+    with an image no policy covers is denied by one of them (not failed, not admitted)."""
     probe = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "webhook-probe"},
         "spec": {"containers": [{"name": "c", "image": "probe.invalid/not/governed@sha256:" + "0" * 64}]},
     }
-    response = api.request("POST", "/api/v1/namespaces/default/pods?dryRun=All", probe)
+    response = api.request("POST", f"/api/v1/namespaces/{namespace}/pods?dryRun=All", probe)
     last[:] = [f"HTTP {response.status_code}: {response.text[:1000]}"]
     try:
         message = str(response.json().get("message", ""))
     except ValueError:
         return False
-    return message.startswith('admission webhook "pods.imprimatur.dev" denied the request: ')
+    return re.match(r'admission webhook "[a-z-]+\.imprimatur\.dev" denied the request: ', message) is not None
 
 
-def start_controller(api: ApiServer, registry: RegistryServer, pki: TestPKI, tmp: Path) -> RunningController:
+def start_controller(
+    api: ApiServer,
+    registry: RegistryServer,
+    pki: TestPKI,
+    tmp: Path,
+    *,
+    port: int = 0,
+    configurations: Callable[[str], list[dict[str, Any]]] | None = None,
+    probe_namespace: str = "default",
+    login: Callable[..., kopf.ConnectionInfo] | None = None,
+    wait_loaded: bool = True,
+) -> RunningController:
     """Start the controller (kopf + our webhook server) in a thread, wait until it has loaded the
-    policies, register its webhook in the API server and wait until the API server calls it."""
+    policies (unless ``wait_loaded`` is false), register its webhooks (``configurations(url)``; by
+    default the chart's, see :mod:`tests.apiserver.webhooks`) and wait until the API server calls them
+    for a pod in ``probe_namespace``."""
     controller: Controller = new_controller(
         cert=pki.server_cert,
         key=pki.server_key,
@@ -245,9 +190,10 @@ def start_controller(api: ApiServer, registry: RegistryServer, pki: TestPKI, tmp
         tmp=tmp,
         reader=kube_reader(api),
         liveness_endpoint=f"http://127.0.0.1:{free_port()}/healthz",
+        webhook_port=port,
     )
     stop_flag = threading.Event()
-    login = kopf_login(api)
+    login = login or kopf_login(api)
 
     async def main(c: Controller) -> None:
         await serve_cluster(c, login=login, stop_flag=stop_flag)
@@ -255,13 +201,15 @@ def start_controller(api: ApiServer, registry: RegistryServer, pki: TestPKI, tmp
     running = launch(controller, main, stop_flag)
     try:
         _wait_for("serving", controller.server.started.is_set, CONTROLLER_START_SECONDS, running)
-        _wait_for("loaded", lambda: controller.state.loaded, LOAD_TIMEOUT_SECONDS, running)
-        api.apply([webhook_configuration(running.url, pki.ca_file)])
+        if wait_loaded:
+            _wait_for("loaded", lambda: controller.state.loaded, LOAD_TIMEOUT_SECONDS, running)
+        chosen = configurations or (lambda url: by_url(chart_webhook_configurations(), url, pki.ca_file))
+        register(api, chosen(running.url))
         last: list[str] = []
         try:
             _wait_for(
                 "answering the API server",
-                lambda: _webhook_answers(api, last),
+                lambda: _webhook_answers(api, probe_namespace, last),
                 WEBHOOK_ACTIVE_TIMEOUT_SECONDS,
                 running,
             )
