@@ -6,8 +6,9 @@ order, and the first failure decides the reason (tests pin the order):
 
 1. **Annotations** (:func:`_read_annotations`)
    a. the signature is not of kind ``simplesigning``             -> PayloadInvalid
-   b. no ``dev.sigstore.cosign/certificate`` (or it is empty)    -> NotKeylessSignature
-      (one over its bound is LimitExceeded)
+   b. no ``dev.sigstore.cosign/certificate`` (or it is empty) and no trusted keys given
+      (``options.keys``)                                         -> NotKeylessSignature
+      (one over its bound is LimitExceeded); with keys, the layer is key-signed (steps K below)
    c. payload or any other annotation over its bound (:mod:`.limits`) -> LimitExceeded
       (an EvidenceError, not the transient LimitError: oversized evidence is bad evidence);
       an annotation that is not valid Unicode                    -> PayloadInvalid
@@ -31,6 +32,18 @@ order, and the first failure decides the reason (tests pin the order):
 8. **Identity** (:mod:`.identity`): exactly one SAN (email, URI, username), else CertificateInvalid;
    no issuer extension -> IssuerMissing (issuer "" with a warning if allowed).
 
+A layer **without** a certificate, when the policy trusts keys (``options.keys``), is key-signed:
+after steps 1 and 2,
+
+K1. **Key** (:mod:`.keyed`): the signature verifies over the exact payload with one of the keys
+    -> else KeyMismatch (a key the policy names that we cannot use -> PolicyInvalid).
+K2. **Transparency log**: absent -> TlogEntryMissing (or a warning if allowed); malformed / unknown
+    log / bad SET -> TlogEntryInvalid; a body not about this payload, signature and *key* (a
+    certificate in the body is not this key) -> TlogBodyMismatch.
+
+The result carries ``key_id`` and an empty subject and issuer. A layer *with* a certificate is
+keyless evidence whatever keys are given: it never verifies as key-signed, nor the reverse.
+
 So a 2021 certificate with neither SCT nor issuer extension fails at step 7 (SCTMissing) by
 default, at step 8 (IssuerMissing) when only the SCT is waived, and verifies when both are waived.
 Matching the identity against a policy is the policy layer's job.
@@ -40,16 +53,27 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final
 
-from controller.errors import EvidenceError, InputError, Reason
+from controller.errors import EvidenceError, Reason
 from controller.model import Digest, Signature, VerifiedSignature
 from controller.verify.certificate import parse_leaf
-from controller.verify.chain import verify_chain
-from controller.verify.identity import extract_identity
+from controller.verify.keyed import find_key
+from controller.verify.layer import (
+    BUNDLE_ANNOTATION,
+    CERTIFICATE_ANNOTATION,
+    CHAIN_ANNOTATION,
+    SIGNATURE_ANNOTATION,
+    LoggedAt,
+    annotation,
+    as_utc,
+    logged_at,
+    missing_tlog,
+    verify_keyed_tlog,
+    verify_keyless_certificate,
+)
 from controller.verify.limits import (
     MAX_CERTIFICATE_PEM_BYTES,
     MAX_CHAIN_PEM_BYTES,
@@ -58,8 +82,7 @@ from controller.verify.limits import (
     MAX_TLOG_BUNDLE_BYTES,
 )
 from controller.verify.options import VerifyOptions
-from controller.verify.payload import check_payload_digest, parse_payload
-from controller.verify.sct import verify_embedded_sct
+from controller.verify.payload import SimpleSigningPayload, check_payload_digest, parse_payload
 from controller.verify.tlog import (
     check_body,
     check_integrated_time,
@@ -69,54 +92,42 @@ from controller.verify.tlog import (
 )
 from controller.verify.trustroot import TrustRoot
 
-_log = logging.getLogger(__name__)
+__all__ = [
+    "BUNDLE_ANNOTATION",
+    "CERTIFICATE_ANNOTATION",
+    "CHAIN_ANNOTATION",
+    "SIGNATURE_ANNOTATION",
+    "as_utc",
+    "verify_simplesigning",
+]
 
-SIGNATURE_ANNOTATION: Final = "dev.cosignproject.cosign/signature"
-CERTIFICATE_ANNOTATION: Final = "dev.sigstore.cosign/certificate"
-CHAIN_ANNOTATION: Final = "dev.sigstore.cosign/chain"
-BUNDLE_ANNOTATION: Final = "dev.sigstore.cosign/bundle"
+_SIMPLESIGNING: Final = "simplesigning"
 
 
 @dataclass(frozen=True, slots=True)
 class _Evidence:
-    """The annotations of one layer, bounded and decoded (step 1)."""
+    """The annotations of one layer, bounded and decoded (step 1). No certificate: key-signed."""
 
     signature: bytes
-    certificate_pem: bytes
+    certificate_pem: bytes | None
     chain_pem: bytes | None
     bundle_json: bytes | None
 
 
-def _annotation(sig: Signature, key: str, limit: int) -> bytes | None:
-    """An annotation as bytes, None when absent or empty (as cosign treats ""); bounded by ``limit``."""
-    value = sig.annotations.get(key)
-    if value is None or value == "":
-        return None
-    if len(value) > limit:
-        raise EvidenceError(Reason.LIMIT_EXCEEDED, f"annotation {key} is longer than {limit} bytes")
-    try:
-        data = value.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise EvidenceError(Reason.PAYLOAD_INVALID, f"annotation {key} is not valid Unicode") from e
-    if len(data) > limit:
-        raise EvidenceError(Reason.LIMIT_EXCEEDED, f"annotation {key} is longer than {limit} bytes")
-    return data
-
-
-def _read_annotations(sig: Signature) -> _Evidence:
+def _read_annotations(sig: Signature, *, keys_given: bool) -> _Evidence:
     """Step 1 (see the module docstring)."""
-    if sig.kind != "simplesigning":
+    if sig.kind != _SIMPLESIGNING:
         raise EvidenceError(Reason.PAYLOAD_INVALID, f"not a simple-signing signature ({sig.kind})")
-    certificate_pem = _annotation(sig, CERTIFICATE_ANNOTATION, MAX_CERTIFICATE_PEM_BYTES)
-    if certificate_pem is None:
+    certificate_pem = annotation(sig, CERTIFICATE_ANNOTATION, MAX_CERTIFICATE_PEM_BYTES)
+    if certificate_pem is None and not keys_given:
         raise EvidenceError(
             Reason.NOT_KEYLESS, "layer has no certificate: a key-based signature, not keyless evidence"
         )
     if len(sig.payload) > MAX_PAYLOAD_BYTES:
         raise EvidenceError(Reason.LIMIT_EXCEEDED, f"payload is larger than {MAX_PAYLOAD_BYTES} bytes")
-    chain_pem = _annotation(sig, CHAIN_ANNOTATION, MAX_CHAIN_PEM_BYTES)
-    bundle_json = _annotation(sig, BUNDLE_ANNOTATION, MAX_TLOG_BUNDLE_BYTES)
-    signature_b64 = _annotation(sig, SIGNATURE_ANNOTATION, MAX_SIGNATURE_B64_BYTES)
+    chain_pem = annotation(sig, CHAIN_ANNOTATION, MAX_CHAIN_PEM_BYTES)
+    bundle_json = annotation(sig, BUNDLE_ANNOTATION, MAX_TLOG_BUNDLE_BYTES)
+    signature_b64 = annotation(sig, SIGNATURE_ANNOTATION, MAX_SIGNATURE_B64_BYTES)
     if signature_b64 is None:
         raise EvidenceError(Reason.SIGNATURE_INVALID, f"layer has no {SIGNATURE_ANNOTATION}")
     try:
@@ -126,18 +137,6 @@ def _read_annotations(sig: Signature) -> _Evidence:
     if not signature:
         raise EvidenceError(Reason.SIGNATURE_INVALID, "signature annotation is empty")
     return _Evidence(signature, certificate_pem, chain_pem, bundle_json)
-
-
-def as_utc(now: datetime) -> datetime:
-    """``now`` in UTC; a naive datetime is an API misuse (InputError), never silently local time."""
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise InputError(Reason.INTERNAL_ERROR, "verification time must be timezone-aware")
-    return now.astimezone(UTC)
-
-
-def _warn(warnings: list[str], source: str, message: str) -> None:
-    _log.warning("%s: %s", source, message)
-    warnings.append(message)
 
 
 def verify_simplesigning(
@@ -153,11 +152,14 @@ def verify_simplesigning(
     warnings: list[str] = []
 
     # 1. annotations
-    evidence = _read_annotations(sig)
+    evidence = _read_annotations(sig, keys_given=bool(options.keys))
 
     # 2. payload: the exact bytes, for this image
     payload = parse_payload(sig.payload)
     check_payload_digest(payload, digest)
+
+    if evidence.certificate_pem is None:
+        return _verify_key_signed(sig, evidence, payload, digest, trust_root, options, warnings)
 
     # 3. certificate profile
     leaf = parse_leaf(evidence.certificate_pem)
@@ -167,9 +169,6 @@ def verify_simplesigning(
         raise EvidenceError(Reason.SIGNATURE_INVALID, "signature does not verify with the certificate key")
 
     # 5. transparency log entry: fixes the verification time
-    log_index: int | None = None
-    log_id: str | None = None
-    integrated_time: datetime | None = None
     if evidence.bundle_json is not None:
         entry = parse_rekor_entry(evidence.bundle_json)
         verify_set(entry, trust_root)
@@ -181,41 +180,73 @@ def verify_simplesigning(
             leaf=leaf,
         )
         check_integrated_time(entry, leaf)
-        integrated_time = entry.integrated_at
-        log_index, log_id = entry.log_index, entry.log_id_hex
-        at = integrated_time
-    elif options.require_tlog:
-        raise EvidenceError(Reason.TLOG_ENTRY_MISSING, f"layer has no {BUNDLE_ANNOTATION}")
+        logged = logged_at(entry)
+        at = entry.integrated_at
     else:
-        _warn(warnings, sig.source, "no transparency log entry; chain and SCT checked at the current time")
+        logged = missing_tlog(sig, options, warnings)
         at = now
 
-    # 6. chain to a trusted Fulcio CA, valid at that time
-    path = verify_chain(leaf, at=at, trust_root=trust_root, chain_pem=evidence.chain_pem)
-
-    # 7. embedded SCT
-    try:
-        verify_embedded_sct(leaf, path[0], trust_root)
-    except EvidenceError as e:
-        if options.require_sct:
-            raise
-        _warn(warnings, sig.source, f"SCT not verified ({e.reason}), allowed by policy")
-
-    # 8. identity
-    identity = extract_identity(leaf.cert.extensions, require_issuer=options.require_issuer_extension)
-    if not identity.issuer:
-        _warn(warnings, sig.source, "certificate has no OIDC issuer extension, allowed by policy")
-
+    # 6-8. chain to a trusted Fulcio CA valid at that time, embedded SCT, identity
+    identity = verify_keyless_certificate(
+        leaf,
+        at=at,
+        chain_pem=evidence.chain_pem,
+        trust_root=trust_root,
+        options=options,
+        warnings=warnings,
+        source=sig.source,
+    )
     return VerifiedSignature(
         subject=identity.subject,
         issuer=identity.issuer,
         claims=identity.claims,
         digest=digest,
-        log_index=log_index,
-        integrated_time=integrated_time,
+        log_index=logged.log_index,
+        integrated_time=logged.integrated_time,
         annotations=payload.annotations,
-        log_id=log_id,
+        log_id=logged.log_id,
         trust_root=trust_root.name,
         source=sig.source,
         warnings=tuple(warnings),
+    )
+
+
+def _verify_key_signed(  # noqa: PLR0917 - one private step of the checklist above, called once
+    sig: Signature,
+    evidence: _Evidence,
+    payload: SimpleSigningPayload,
+    digest: Digest,
+    trust_root: TrustRoot,
+    options: VerifyOptions,
+    warnings: list[str],
+) -> VerifiedSignature:
+    """Steps K1-K2 (see the module docstring)."""
+    # K1. the signature verifies with one of the policy's keys
+    key = find_key(options.keys, evidence.signature, sig.payload)
+
+    # K2. the Rekor entry, if any, records this payload, signature and key
+    logged: LoggedAt
+    if evidence.bundle_json is not None:
+        logged = verify_keyed_tlog(
+            evidence.bundle_json,
+            payload_sha256=hashlib.sha256(sig.payload).hexdigest(),
+            signature=evidence.signature,
+            key=key,
+            trust_root=trust_root,
+        )
+    else:
+        logged = missing_tlog(sig, options, warnings)
+    return VerifiedSignature(
+        subject="",
+        issuer="",
+        claims={},
+        digest=digest,
+        log_index=logged.log_index,
+        integrated_time=logged.integrated_time,
+        annotations=payload.annotations,
+        log_id=logged.log_id,
+        trust_root=trust_root.name,
+        source=sig.source,
+        warnings=tuple(warnings),
+        key_id=key.key_id,
     )
