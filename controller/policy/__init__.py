@@ -4,6 +4,8 @@ This layer rests only on :mod:`controller.model` and :mod:`controller.errors`; i
 registries or of how signatures are verified.
 """
 
+from controller.policy.attestations import CompiledAttestation
+from controller.policy.cel import CelCondition, CelError, compile_condition
 from controller.policy.compiled import (
     CompiledPolicy,
     IdentityMatcher,
@@ -16,6 +18,7 @@ from controller.policy.crd import KNOWN_CLAIMS, PolicyDocument, parse_policy
 from controller.policy.evaluate import PolicyResult, evaluate_policy, most_informative
 from controller.policy.glob import ImageGlob, normalize_image_name
 from controller.policy.invalid import InvalidPolicy, compile_policy_lenient
+from controller.policy.keys import KeyMatcher, PolicyKey, SecretResolver, no_secrets, parse_public_key
 from controller.policy.policyset import AnyPolicy, Matching, PolicySet, load_policies
 from controller.policy.regex import Regexp, RegexpError, compile_regexp
 from controller.policy.scope import (
@@ -34,24 +37,31 @@ __all__ = [
     "KNOWN_CLAIMS",
     "UNSCOPED",
     "AnyPolicy",
+    "CelCondition",
+    "CelError",
     "Combined",
+    "CompiledAttestation",
     "CompiledPolicy",
     "DefaultDecision",
     "IdentityMatcher",
     "ImageGlob",
     "InvalidPolicy",
+    "KeyMatcher",
     "LabelSelector",
     "Matching",
     "NamespaceScope",
     "PolicyDocument",
+    "PolicyKey",
     "PolicyResult",
     "PolicySet",
     "Regexp",
     "RegexpError",
     "ScopeError",
+    "SecretResolver",
     "SelectorRequirement",
     "StringMatcher",
     "combine",
+    "compile_condition",
     "compile_document",
     "compile_policy",
     "compile_policy_lenient",
@@ -60,8 +70,10 @@ __all__ = [
     "evaluate_policy",
     "load_policies",
     "most_informative",
+    "no_secrets",
     "normalize_image_name",
     "parse_policy",
+    "parse_public_key",
     "parse_scope",
     "policy_from_flags",
 ]

@@ -17,10 +17,13 @@ from types import MappingProxyType
 from typing import Final, Literal
 
 from controller.errors import PolicyError, Reason
-from controller.model import VerifiedSignature
+from controller.model import TrustedKey, VerifiedSignature
+from controller.policy.attestations import CompiledAttestation, SignerMatcher
+from controller.policy.cel import CelError, compile_condition
 from controller.policy.crd import (
     API_VERSION,
     DEFAULT_TRUST_ROOT,
+    AnyIdentitySpec,
     IdentitySpec,
     Mode,
     PolicyDocument,
@@ -30,7 +33,9 @@ from controller.policy.crd import (
     policy_error,
     policy_label,
 )
+from controller.policy.evidence_spec import AttestationSpec, KeyIdentitySpec
 from controller.policy.glob import GlobError, ImageGlob, normalize_image_name
+from controller.policy.keys import KeyMatcher, KeyParseError, SecretResolver, no_secrets, parse_public_key
 from controller.policy.regex import Regexp, RegexpError, compile_regexp
 from controller.policy.scope import EMPTY_LABELS, UNSCOPED, NamespaceScope
 
@@ -74,7 +79,12 @@ class IdentityMatcher:
     claims: Mapping[str, StringMatcher] = field(default_factory=lambda: MappingProxyType({}), hash=False)
 
     def matches(self, sig: VerifiedSignature) -> bool:
-        """Whether ``sig`` was made by this identity (issuer, subject and all claims)."""
+        """Whether ``sig`` was made by this identity (issuer, subject and all claims).
+
+        A key-signed artifact (``key_id`` set) is never made by a keyless identity.
+        """
+        if sig.key_id:
+            return False
         if not self.issuer.matches(sig.issuer) or not self.subject.matches(sig.subject):
             return False
         return all(matcher.matches(sig.claims.get(claim)) for claim, matcher in self.claims.items())
@@ -94,18 +104,38 @@ class CompiledPolicy:
     kind: PolicyKind
     namespace: str | None
     images: tuple[ImageGlob, ...]
-    identities: tuple[IdentityMatcher, ...]
+    identities: tuple[IdentityMatcher | KeyMatcher, ...]
     annotations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     tlog_required: bool = True
     mode: Mode = "enforce"
     trust_root: str = DEFAULT_TRUST_ROOT
     signature_repository: str | None = None
     scope: NamespaceScope = UNSCOPED
+    attestations: tuple[CompiledAttestation, ...] = ()
 
     @property
     def label(self) -> str:
         """``ClusterImagePolicy name`` or ``ImagePolicy namespace/name``."""
         return policy_label(self.kind, self.name, self.namespace)
+
+    # --- what the engine must fetch and verify for this policy (issue 7)
+
+    @property
+    def trusted_keys(self) -> tuple[TrustedKey, ...]:
+        """The public keys verify/ should try: those of every key identity, policy and attestations."""
+        matchers = [*self.identities, *(i for a in self.attestations for i in a.identities)]
+        keys = {m.key.key_id: m.key.trusted for m in matchers if isinstance(m, KeyMatcher)}
+        return tuple(keys.values())
+
+    @property
+    def needs_attestations(self) -> bool:
+        """Whether attestations must be fetched (the ``.att`` tag): only when some entry requires one."""
+        return bool(self.attestations)
+
+    @property
+    def predicate_types(self) -> frozenset[str]:
+        """The predicate types the ``attestations:`` entries require."""
+        return frozenset(a.predicate_type for a in self.attestations)
 
     def matches_namespace(self, namespace: str | None, labels: Mapping[str, str] = EMPTY_LABELS) -> bool:
         """Whether this policy applies in ``namespace`` (labelled ``labels``); see :func:`applies_in`."""
@@ -136,12 +166,16 @@ def applies_in(
     return scope.matches(namespace, labels)
 
 
-def compile_policy(doc: Mapping[str, object]) -> CompiledPolicy:
-    """Parse and compile one policy object; raises :class:`PolicyError` (``PolicyInvalid``)."""
-    return compile_document(parse_policy(doc))
+def compile_policy(doc: Mapping[str, object], resolver: SecretResolver = no_secrets) -> CompiledPolicy:
+    """Parse and compile one policy object; raises :class:`PolicyError` (``PolicyInvalid``).
+
+    ``resolver`` reads a key identity's ``secretRef`` (a Secret in the controller's namespace); an
+    unresolved or unparseable key makes the policy invalid.
+    """
+    return compile_document(parse_policy(doc), resolver)
 
 
-def compile_document(doc: PolicyDocument) -> CompiledPolicy:
+def compile_document(doc: PolicyDocument, resolver: SecretResolver = no_secrets) -> CompiledPolicy:
     """Compile an already parsed :class:`PolicyDocument`; raises :class:`PolicyError`."""
     label = doc.label
     images: list[ImageGlob] = []
@@ -151,8 +185,12 @@ def compile_document(doc: PolicyDocument) -> CompiledPolicy:
         except GlobError as e:
             raise policy_error(label, f"spec.images[{i}].glob", str(e)) from e
     identities = tuple(
-        _compile_identity(label, identity, f"spec.identities[{i}]")
+        _compile_any_identity(label, identity, f"spec.identities[{i}]", resolver)
         for i, identity in enumerate(doc.spec.identities)
+    )
+    attestations = tuple(
+        _compile_attestation(label, spec, f"spec.attestations[{i}]", identities, resolver)
+        for i, spec in enumerate(doc.spec.attestations)
     )
     return CompiledPolicy(
         name=doc.name,
@@ -166,7 +204,62 @@ def compile_document(doc: PolicyDocument) -> CompiledPolicy:
         trust_root=doc.spec.trust_root,
         signature_repository=doc.spec.signature_repository,
         scope=doc.spec.scope,
+        attestations=attestations,
     )
+
+
+def _compile_any_identity(
+    label: str, spec: AnyIdentitySpec, path: str, resolver: SecretResolver
+) -> IdentityMatcher | KeyMatcher:
+    if isinstance(spec, IdentitySpec):
+        return _compile_identity(label, spec, path)
+    return _compile_key(label, spec, path, resolver)
+
+
+def _compile_key(label: str, spec: KeyIdentitySpec, path: str, resolver: SecretResolver) -> KeyMatcher:
+    source = f"{label}: {path}.key"
+    if spec.pem is not None:
+        pem, where = spec.pem.encode("utf-8"), f"{path}.key.pem"
+    elif spec.secret_ref is not None:
+        where = f"{path}.key.secretRef"
+        ref = spec.secret_ref
+        try:
+            resolved = resolver(ref.name, ref.key)
+        except Exception as e:
+            raise policy_error(label, where, f"Secret {ref.name}[{ref.key}] could not be read: {e}") from e
+        if resolved is None:
+            raise policy_error(
+                label, where, f"Secret {ref.name}[{ref.key}] not found in the controller's namespace"
+            )
+        pem, source = resolved, f"{source} (Secret {ref.name}[{ref.key}])"
+    else:  # parse_policy guarantees one of the two
+        raise policy_error(label, f"{path}.key", "exactly one of 'pem' or 'secretRef' is required")
+    try:
+        return KeyMatcher(parse_public_key(pem, source))
+    except KeyParseError as e:
+        raise policy_error(label, where, str(e)) from e
+
+
+def _compile_attestation(
+    label: str,
+    spec: AttestationSpec[AnyIdentitySpec],
+    path: str,
+    default_identities: tuple[IdentityMatcher | KeyMatcher, ...],
+    resolver: SecretResolver,
+) -> CompiledAttestation:
+    identities: tuple[SignerMatcher, ...] = default_identities
+    if spec.identities is not None:
+        identities = tuple(
+            _compile_any_identity(label, identity, f"{path}.identities[{i}]", resolver)
+            for i, identity in enumerate(spec.identities)
+        )
+    conditions = []
+    for i, condition in enumerate(spec.conditions):
+        try:
+            conditions.append(compile_condition(condition.expression, condition.message))
+        except CelError as e:
+            raise policy_error(label, f"{path}.conditions[{i}].expression", f"invalid CEL: {e}") from e
+    return CompiledAttestation(spec.name, spec.predicate_type, identities, tuple(conditions))
 
 
 def _compile_identity(label: str, spec: IdentitySpec, path: str) -> IdentityMatcher:
@@ -206,15 +299,34 @@ def policy_from_flags(
     trust_root: str = DEFAULT_TRUST_ROOT,
     signature_repository: str | None = None,
     mode: Literal["enforce", "warn"] = "enforce",
+    key_pem: bytes | None = None,
 ) -> CompiledPolicy:
     """The policy that cosign-style CLI flags describe: one identity, every image (``**``).
 
     As in cosign, exactly one of ``--certificate-identity`` / ``--certificate-identity-regexp`` and
     exactly one of ``--certificate-oidc-issuer`` / ``--certificate-oidc-issuer-regexp`` is required.
     Unlike cosign, the regexps are anchored. ``claims`` are exact values by camelCase claim name (what
-    ``--certificate-github-workflow-repository`` and friends set). Raises :class:`PolicyError`.
+    ``--certificate-github-workflow-repository`` and friends set). ``key_pem`` (cosign's ``--key``)
+    trusts that public key instead of a keyless identity. Raises :class:`PolicyError`.
     """
     identity: dict[str, object] = {}
+    keyless_flags = (
+        certificate_identity,
+        certificate_identity_regexp,
+        certificate_oidc_issuer,
+        certificate_oidc_issuer_regexp,
+    )
+    if key_pem is not None:
+        if any(flag is not None for flag in keyless_flags) or claims:
+            raise PolicyError(
+                Reason.POLICY_INVALID,
+                f"{FLAGS_POLICY_NAME}: --key trusts a public key; it cannot be combined with "
+                "--certificate-identity or --certificate-oidc-issuer flags",
+            )
+        try:
+            identity["key"] = {"pem": key_pem.decode("ascii")}
+        except UnicodeDecodeError as e:
+            raise PolicyError(Reason.POLICY_INVALID, f"{FLAGS_POLICY_NAME}: --key is not a PEM file") from e
     for exact, regexp, exact_key, regexp_key, flag in (
         (
             certificate_oidc_issuer,
@@ -231,6 +343,8 @@ def policy_from_flags(
             "--certificate-identity",
         ),
     ):
+        if key_pem is not None:
+            break
         if (exact is None) == (regexp is None):
             raise PolicyError(
                 Reason.POLICY_INVALID,

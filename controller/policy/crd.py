@@ -20,6 +20,13 @@ from typing import Final, Literal
 
 from controller.errors import PolicyError, Reason
 from controller.model import FULCIO_CLAIM_NAMES
+from controller.policy.evidence_spec import (
+    AttestationSpec,
+    KeyIdentitySpec,
+    is_key_identity,
+    parse_attestations,
+    parse_key_identity,
+)
 from controller.policy.scope import UNSCOPED, NamespaceScope, ScopeError, parse_scope
 
 API_VERSION: Final = "imprimatur.dev/v1alpha1"
@@ -59,6 +66,8 @@ _SPEC_FIELDS: Final = frozenset(
         "namespaceSelector",
     }
 )
+# --- issue 7: signatures vs attestations (controller/policy/evidence_spec.py)
+_EVIDENCE_SPEC_FIELDS: Final = frozenset({"attestations"})
 _SCOPE_FIELDS: Final = ("namespaces", "namespaceSelector")
 _IDENTITY_FIELDS: Final = frozenset({"issuer", "issuerRegExp", "subject", "subjectRegExp", "claims"})
 _NAME_RE: Final = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
@@ -96,18 +105,23 @@ class IdentitySpec:
     claims: Mapping[str, StringMatchSpec] = field(default_factory=lambda: MappingProxyType({}), hash=False)
 
 
+AnyIdentitySpec = IdentitySpec | KeyIdentitySpec
+"""An ``identities[]`` entry: keyless (issuer/subject) or a public key."""
+
+
 @dataclass(frozen=True, slots=True)
 class PolicySpec:
     """``spec`` of a ClusterImagePolicy or ImagePolicy. ``scope`` is always unscoped for an ImagePolicy."""
 
     images: tuple[ImageGlobSpec, ...]
-    identities: tuple[IdentitySpec, ...]
+    identities: tuple[AnyIdentitySpec, ...]
     annotations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     tlog: TlogMode = "required"
     mode: Mode = "enforce"
     trust_root: str = DEFAULT_TRUST_ROOT
     signature_repository: str | None = None
     scope: NamespaceScope = UNSCOPED
+    attestations: tuple[AttestationSpec[AnyIdentitySpec], ...] = ()  # issue 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +246,7 @@ def parse_policy(doc: Mapping[str, object]) -> PolicyDocument:
 
 
 def _parse_spec(reader: _Reader, value: object, kind: PolicyKind) -> PolicySpec:
-    spec = reader.strict_mapping(value, "spec", _SPEC_FIELDS)
+    spec = reader.strict_mapping(value, "spec", _SPEC_FIELDS | _EVIDENCE_SPEC_FIELDS)
     scope = parse_namespace_scope(reader.label, kind, spec)
 
     images: list[ImageGlobSpec] = []
@@ -291,6 +305,9 @@ def _parse_spec(reader: _Reader, value: object, kind: PolicyKind) -> PolicySpec:
         trust_root=trust_root,
         signature_repository=signature_repository,
         scope=scope,
+        attestations=parse_attestations(
+            reader, spec.get("attestations"), lambda entry, path: _parse_identity(reader, entry, path)
+        ),
     )
 
 
@@ -311,7 +328,9 @@ def parse_namespace_scope(label: str, kind: PolicyKind, spec: Mapping[str, objec
         raise policy_error(label, e.path, e.problem) from e
 
 
-def _parse_identity(reader: _Reader, value: object, path: str) -> IdentitySpec:
+def _parse_identity(reader: _Reader, value: object, path: str) -> AnyIdentitySpec:
+    if is_key_identity(value):
+        return parse_key_identity(reader, value, path)
     identity = reader.strict_mapping(value, path, _IDENTITY_FIELDS)
     issuer = reader.one_of(identity, path, "issuer", "issuerRegExp")
     subject = reader.one_of(identity, path, "subject", "subjectRegExp")

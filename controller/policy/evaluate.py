@@ -2,10 +2,17 @@
 
 The engine verifies each candidate signature under the policy's trust root and tlog setting, then
 hands us what verified and what failed. A policy passes when **any** verified signature was made by
-**any** of its identities and carries **all** of its required annotations.
+**any** of its identities and carries **all** of its required annotations, and every one of its
+``attestations:`` entries is met (:mod:`controller.policy.attestations`).
+
+Only a *signature* (``kind == "signature"``) satisfies ``identities``; an attestation, whoever signed
+it, never does. A key-signed artifact satisfies only a key identity with that key, and a keyless one
+only a keyless identity.
 
 When it does not pass, the reason is, in this order:
 
+0. ``AttestationMissing``/``AttestationInvalid``/``AttestationConditionFailed``: the signature
+   requirement is met, but an ``attestations:`` entry is not (the detail names the entry and condition);
 1. ``AnnotationMismatch``: some verified signature has a trusted identity but lacks an annotation;
 2. ``IdentityMismatch``: signatures verified, but none by a trusted identity (the detail lists who
    signed and whom the policy trusts);
@@ -24,6 +31,7 @@ from typing import Final
 
 from controller.errors import Reason
 from controller.model import Failure, VerifiedSignature
+from controller.policy.attestations import check_attestations, signer_of
 from controller.policy.compiled import CompiledPolicy
 from controller.policy.crd import Mode
 
@@ -115,17 +123,26 @@ def evaluate_policy(
         else:
             usable.append(sig)
 
-    by_identity = [sig for sig in usable if any(identity.matches(sig) for identity in policy.identities)]
+    signatures = [sig for sig in usable if sig.kind == "signature"]
+    by_identity = [sig for sig in signatures if any(identity.matches(sig) for identity in policy.identities)]
     matched = tuple(sig for sig in by_identity if _has_annotations(sig, policy))
+    attested: tuple[VerifiedSignature, ...] = ()
+    if matched and policy.attestations:
+        attestation_failures = sum(1 for f in failures if f.reason == Reason.ATTESTATION_INVALID)
+        attested, missing = check_attestations(
+            policy.label, policy.attestations, usable, attestation_failures
+        )
+        if missing is not None:
+            return _failed(policy, image, missing.reason, _bound(missing.detail), transient=False)
     if matched:
         signers = ", ".join(_signer(sig) for sig in matched[:MAX_SIGNERS_LISTED])
         return PolicyResult(
             policy=policy.label,
             passed=True,
             reason=Reason.VERIFIED,
-            detail=_bound(f"signed by {signers}"),
+            detail=_bound(f"signed by {signers}" + _attested(attested)),
             matched=matched,
-            warnings=_unique(w for sig in matched for w in sig.warnings),
+            warnings=_unique(w for sig in (*matched, *attested) for w in sig.warnings),
             mode=policy.mode,
         )
 
@@ -133,20 +150,30 @@ def evaluate_policy(
     if by_identity:
         reason = Reason.ANNOTATION_MISMATCH
         detail = _annotation_detail(by_identity, policy)
-    elif usable:
+    elif signatures:
         reason = Reason.IDENTITY_MISMATCH
-        detail = _identity_detail(usable, policy)
+        detail = _identity_detail(signatures, policy)
     elif failures:
         chosen = most_informative(failures)
         reason, transient = chosen.reason, chosen.transient
         detail = chosen.detail
         if len(failures) > 1:
             detail += f" (and {len(failures) - 1} other failure(s))"
+    elif usable:
+        reason = Reason.SIGNATURE_NOT_FOUND
+        detail = (
+            f"only attestations verified ({_attestation_list(usable)}); an attestation is not a signature"
+        )
     else:
         reason = Reason.SIGNATURE_NOT_FOUND
         detail = "no signatures found"
-    detail = _bound(detail)
+    return _failed(policy, image, reason, _bound(detail), transient=transient)
 
+
+def _failed(
+    policy: CompiledPolicy, image: str, reason: Reason, detail: str, *, transient: bool
+) -> PolicyResult:
+    """A policy that does not pass: denied, or, in warn mode, passed with a warning."""
     if policy.mode == "warn":
         return PolicyResult(
             policy=policy.label,
@@ -192,7 +219,19 @@ def _has_annotations(sig: VerifiedSignature, policy: CompiledPolicy) -> bool:
 
 
 def _signer(sig: VerifiedSignature) -> str:
-    return f"{sig.subject} ({sig.issuer})"
+    return signer_of(sig)
+
+
+def _attested(attested: tuple[VerifiedSignature, ...]) -> str:
+    return f"; attested {_attestation_list(attested)}" if attested else ""
+
+
+def _attestation_list(sigs: Sequence[VerifiedSignature]) -> str:
+    types = _unique(sig.predicate_type or sig.kind for sig in sigs)
+    shown = ", ".join(types[:MAX_SIGNERS_LISTED])
+    return shown + (
+        f", and {len(types) - MAX_SIGNERS_LISTED} more" if len(types) > MAX_SIGNERS_LISTED else ""
+    )
 
 
 def _identity_detail(sigs: Sequence[VerifiedSignature], policy: CompiledPolicy) -> str:

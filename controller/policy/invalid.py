@@ -19,6 +19,7 @@ from controller.errors import ImprimaturError
 from controller.policy.compiled import CompiledPolicy, applies_in, compile_policy
 from controller.policy.crd import MAX_GLOB_LENGTH, MAX_IMAGES, MAX_NAME_LENGTH, PolicyKind, policy_label
 from controller.policy.glob import GlobError, ImageGlob, normalize_image_name
+from controller.policy.keys import SecretResolver, no_secrets
 from controller.policy.scope import EMPTY_LABELS, UNSCOPED, NamespaceScope, ScopeError, parse_scope
 
 MAX_INVALID_DETAIL_LENGTH: Final = 1024
@@ -61,15 +62,18 @@ class InvalidPolicy:
         return applies_in(self.kind, self.namespace, self.scope, namespace, labels)
 
 
-def compile_policy_lenient(doc: Mapping[str, object]) -> CompiledPolicy | InvalidPolicy:
+def compile_policy_lenient(
+    doc: Mapping[str, object], resolver: SecretResolver = no_secrets
+) -> CompiledPolicy | InvalidPolicy:
     """Compile a policy object, or describe why it does not compile. Never raises for a mapping.
 
     The kind, name and namespace of an :class:`InvalidPolicy` are read best-effort from the object:
     it is an ImagePolicy only when ``kind`` says so and ``metadata.namespace`` is a non-empty string;
-    anything else counts as a ClusterImagePolicy, which applies everywhere (fail closed).
+    anything else counts as a ClusterImagePolicy, which applies everywhere (fail closed). ``resolver``
+    reads key identities' ``secretRef`` (see :func:`~controller.policy.compiled.compile_policy`).
     """
     try:
-        return compile_policy(doc)
+        return compile_policy(doc, resolver)
     except ImprimaturError as e:
         detail = e.detail
     except Exception as e:  # noqa: BLE001 - a compiler bug must still leave an enforced, invalid policy

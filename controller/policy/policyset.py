@@ -17,8 +17,10 @@ from typing import Final
 import yaml
 
 from controller.errors import ImprimaturError, PolicyError, Reason
+from controller.model import TrustedKey
 from controller.policy.compiled import CompiledPolicy, compile_policy
 from controller.policy.invalid import InvalidPolicy
+from controller.policy.keys import SecretResolver, no_secrets
 from controller.policy.scope import EMPTY_LABELS
 
 MAX_POLICY_YAML_BYTES: Final = 1024 * 1024
@@ -37,6 +39,30 @@ class Matching:
 
     cluster: tuple[AnyPolicy, ...] = ()
     namespaced: tuple[AnyPolicy, ...] = ()
+
+    @property
+    def compiled(self) -> tuple[CompiledPolicy, ...]:
+        """The governing policies that compiled (invalid ones need no evidence: they deny)."""
+        return tuple(p for p in (*self.cluster, *self.namespaced) if isinstance(p, CompiledPolicy))
+
+    @property
+    def trusted_keys(self) -> tuple[TrustedKey, ...]:
+        """Every public key some governing policy trusts, once each (what verify/ should try)."""
+        keys: dict[bytes, TrustedKey] = {}
+        for policy in self.compiled:
+            for key in policy.trusted_keys:
+                keys.setdefault(key.pem, key)
+        return tuple(keys.values())
+
+    @property
+    def needs_attestations(self) -> bool:
+        """Whether some governing policy requires an attestation (only then fetch ``.att``)."""
+        return any(p.needs_attestations for p in self.compiled)
+
+    @property
+    def predicate_types(self) -> frozenset[str]:
+        """The predicate types the governing policies require."""
+        return frozenset(t for p in self.compiled for t in p.predicate_types)
 
 
 class PolicySet:
@@ -117,7 +143,7 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def load_policies(text: str) -> list[CompiledPolicy]:
+def load_policies(text: str, resolver: SecretResolver = no_secrets) -> list[CompiledPolicy]:
     """Compile every policy in a multi-document YAML text; empty documents are skipped.
 
     Raises :class:`PolicyError` (``PolicyInvalid``) naming the document index (0-based) for YAML that
@@ -141,7 +167,7 @@ def load_policies(text: str) -> list[CompiledPolicy]:
                     Reason.POLICY_INVALID, f"more than {MAX_POLICY_DOCUMENTS} documents in policy YAML"
                 )
             if doc is not None:
-                policies.append(_compile_document(index, doc))
+                policies.append(_compile_document(index, doc, resolver))
             index += 1
     except yaml.YAMLError as e:
         raise PolicyError(Reason.POLICY_INVALID, f"document {index}: YAML does not parse: {e}") from e
@@ -150,10 +176,10 @@ def load_policies(text: str) -> list[CompiledPolicy]:
     return policies
 
 
-def _compile_document(index: int, doc: object) -> CompiledPolicy:
+def _compile_document(index: int, doc: object, resolver: SecretResolver) -> CompiledPolicy:
     if not isinstance(doc, Mapping):
         raise PolicyError(Reason.POLICY_INVALID, f"document {index}: not a mapping but {type(doc).__name__}")
     try:
-        return compile_policy(doc)
+        return compile_policy(doc, resolver)
     except ImprimaturError as e:
         raise PolicyError(Reason.POLICY_INVALID, f"document {index}: {e.detail}") from e
