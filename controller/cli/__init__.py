@@ -79,6 +79,7 @@ def add_common_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--certificate-identity-regexp", help="subject regex (anchored: full match)")
     sp.add_argument("--certificate-oidc-issuer", help="exact OIDC issuer")
     sp.add_argument("--certificate-oidc-issuer-regexp", help="OIDC issuer regex (anchored: full match)")
+    sp.add_argument("--key", metavar="FILE", help="a PEM public key to trust instead of a keyless identity")
     sp.add_argument(
         "-a",
         "--annotations",
@@ -185,6 +186,7 @@ def _policies(args: argparse.Namespace) -> list[CompiledPolicy]:
         args.certificate_identity_regexp,
         args.certificate_oidc_issuer,
         args.certificate_oidc_issuer_regexp,
+        args.key,
     )
     if any(flags):
         annotations: dict[str, str] = {}
@@ -202,13 +204,17 @@ def _policies(args: argparse.Namespace) -> list[CompiledPolicy]:
                 annotations=annotations,
                 tlog_required=not args.insecure_ignore_tlog,
                 trust_root="staging" if args.staging else "public-good",
+                key_pem=None if args.key is None else _read_file(args.key),
             )
         )
     elif args.annotations:
-        raise _UsageError("-a needs --certificate-identity[-regexp] and --certificate-oidc-issuer[-regexp]")
+        raise _UsageError(
+            "-a needs --key, or --certificate-identity[-regexp] and --certificate-oidc-issuer[-regexp]"
+        )
     if not policies:
         raise _UsageError(
-            "give --policy FILE, or --certificate-identity[-regexp] with --certificate-oidc-issuer[-regexp]"
+            "give --policy FILE, --key FILE, "
+            "or --certificate-identity[-regexp] with --certificate-oidc-issuer[-regexp]"
         )
     return policies
 
