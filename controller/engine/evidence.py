@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from controller.errors import EvidenceError, FetchError, InputError, PolicyError, Reason
+from controller.errors import EvidenceError, FetchError, InputError, PolicyError
 from controller.model import Digest, Failure, ImageRef, Signature, SignatureKind, VerifiedSignature
 from controller.registry import Budget, RegistryClient
 from controller.verify import (
@@ -28,6 +28,7 @@ from controller.verify import (
     verify_bundle,
     verify_simplesigning,
 )
+from controller.verify.attestation import verify_attestation_layer
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,7 @@ def _bundle(
 def _attestation(
     sig: Signature, digest: Digest, root: TrustRoot, options: VerifyOptions, now: datetime
 ) -> VerifiedSignature:
-    # until verify_attestation_layer lands: a legacy .att layer is refused, never counted (fail closed)
-    raise EvidenceError(Reason.ATTESTATION_INVALID, f"{sig.source}: no verifier for .att layers yet")
+    return verify_attestation_layer(sig, digest=digest, trust_root=root, options=options, now=now)
 
 
 VERIFIERS: Final[Mapping[SignatureKind, Verifier]] = {
