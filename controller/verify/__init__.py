@@ -5,12 +5,21 @@ Nothing in this package reads the clock, a file or the network. The entry points
 * :class:`TrustRoot`: Sigstore's ``trusted_root.json``, parsed once (:mod:`.trustroot`).
 * :func:`verify_simplesigning`: one legacy cosign ``.sig`` layer (:mod:`.simplesigning` holds the
   numbered checklist and the order of checks).
-* :func:`verify_bundle`: one Sigstore bundle (OCI referrer), through sigstore-python (:mod:`.bundle`).
+* :func:`verify_bundle`: one Sigstore bundle (OCI referrer) for an image digest, and
+  :func:`verify_blob` for a file's digest (:mod:`.bundle` holds the checklist; :mod:`.bundle_model`
+  the wire format; :mod:`.dsse` DSSE envelopes and in-toto statements).
 """
 
-from controller.verify.bundle import verify_bundle, verify_bundle_artifact
+from controller.verify.bundle import verify_blob, verify_bundle, verify_bundle_artifact
 from controller.verify.options import VerifyOptions
 from controller.verify.simplesigning import verify_simplesigning
 from controller.verify.trustroot import TrustRoot
 
-__all__ = ["TrustRoot", "VerifyOptions", "verify_bundle", "verify_bundle_artifact", "verify_simplesigning"]
+__all__ = [
+    "TrustRoot",
+    "VerifyOptions",
+    "verify_blob",
+    "verify_bundle",
+    "verify_bundle_artifact",
+    "verify_simplesigning",
+]

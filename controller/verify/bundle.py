@@ -1,256 +1,282 @@
-"""Verification of a Sigstore bundle (cosign v3, OCI 1.1 referrers), through sigstore-python.
+"""Verification of a Sigstore bundle, as a numbered checklist, on ``cryptography`` alone.
 
-sigstore-python's public :class:`sigstore.verify.Verifier` does the cryptography (chain, SCT, Rekor
-inclusion proof and checkpoint, SET or RFC 3161 time, signature, log-body consistency). Identity is
-matched by our policy layer, so the Verifier gets a policy that accepts any identity, and we then
-read subject, issuer and claims from the bundle's leaf with our own :mod:`.identity` code. The
-remaining check is ours: that the bundle signs *this* image.
+One bundle (v0.1 to v0.3, :mod:`.bundle_model`) is verified for one artifact digest: an image
+manifest's (an OCI referrer, :func:`verify_bundle`) or a file's (:func:`verify_blob`). What is
+accepted is what cosign and sigstore-go accept; what is refused includes all that sigstore-python
+refuses (``tests/verify/test_oracle.py`` compares the two case by case). The first failure decides:
 
-1. the signature is of kind ``bundle`` and within :data:`MAX_SIGSTORE_BUNDLE_BYTES` -> BundleInvalid /
-   LimitExceeded
-2. the bundle JSON parses strictly (:mod:`.jsonstrict`) and as a Sigstore bundle    -> BundleInvalid
-3. for a message-signature bundle, a recorded ``messageDigest`` that is not the image
-   digest                                                         -> PayloadDigestMismatch
-4. sigstore-python verifies it against the trust root              -> BundleInvalid
-   (the trust root itself failing to load there                   -> TrustRootInvalid)
-5. for a DSSE bundle, the payload is an in-toto statement and one of its subjects carries the image
-   digest                                                         -> BundleInvalid / PayloadDigestMismatch
-   (the predicate type is reported as the annotation ``predicateType``; an attestation is not
-   the same thing as a signature, and the policy layer may want to tell them apart)
-6. the leaf's identity: one SAN and an issuer extension           -> CertificateInvalid / IssuerMissing
+1. the bundle parses strictly (media type, version rules, bounds)  -> BundleInvalid / LimitExceeded
+2. the content names the artifact: a message signature's digest hint is the artifact digest; a DSSE
+   envelope is an in-toto statement (:mod:`.dsse`) with a subject of that digest
+                                                                 -> PayloadDigestMismatch / PayloadInvalid
+3. the signing key: a Fulcio leaf with the certificate profile (:mod:`.certificate`) and, in a
+   v0.1/v0.2 chain, no self-signed root                          -> CertificateInvalid / CertificateChainInvalid;
+   or a ``publicKey`` bundle, which verifies only with a key the caller trusts (``options.keys``)
+4. the signature: over the artifact digest (prehashed) or over the DSSE PAE
+                                                                 -> SignatureInvalid / KeyMismatch
+5. every tlog entry: its log is in the trust root; its body describes this signature, key and
+   artifact (:mod:`.entries`)                                    -> TlogEntryInvalid / TlogBodyMismatch;
+   a SET verifies with the log's key valid at integratedTime; an inclusion proof leads to the root
+   of a checkpoint signed by that log (:mod:`.merkle`, :mod:`.checkpoint`) -> TlogEntryInvalid.
+   No entry at all                                               -> TlogEntryMissing (unless relaxed)
+6. every RFC 3161 timestamp verifies over the signature with a trusted TSA (:mod:`.timestamp`)
+                                                                 -> TimestampInvalid
+7. the signing times: a SET-covered integratedTime and the TSA times; at least one unless no tlog
+   was required; none later than ``now``                         -> TimestampInvalid
+8. the certificate path (:mod:`.chain`) and the leaf are valid at every signing time
+                                                                 -> CertificateChainInvalid /
+                                                                    CertificateNotValidAtSigningTime
+9. the embedded SCT (:mod:`.sct`)                                -> SCTMissing / SCTInvalid (relaxable)
+10. the identity (:mod:`.identity`)                              -> CertificateInvalid / IssuerMissing
 
-A message-signature bundle is verified as a signature over the image manifest, given only its
-digest (sigstore-python's prehashed ``Hashed`` input); only sha256 image digests can be.
+The result's ``kind`` is "signature" for a message signature or a DSSE envelope with cosign's
+signature predicate, "attestation" for any other statement (then ``predicate_type`` and
+``statement`` are set). Matching the identity against a policy is the policy layer's job.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Final
+from datetime import datetime
 
-from cryptography.x509 import Certificate
-from sigstore.hashes import Hashed
-from sigstore.models import Bundle, TrustedRoot
-from sigstore.verify import Verifier
-from sigstore_models.common.v1 import HashAlgorithm
-from sigstore_models.trustroot import v1 as trustroot_v1
-
-from controller.errors import EvidenceError, PolicyError, Reason
-from controller.model import Digest, Signature, VerifiedSignature
-from controller.verify import jsonstrict
+from controller.errors import EvidenceError, Reason
+from controller.model import Digest, EvidenceKind, Signature, VerifiedSignature
+from controller.verify import dsse
+from controller.verify.bundle_model import Bundle, parse_bundle
+from controller.verify.bundle_tlog import VerifiedEntry, verify_entries
+from controller.verify.certificate import Leaf, check_leaf_profile
+from controller.verify.chain import verify_chain
 from controller.verify.identity import extract_identity
-from controller.verify.jsonstrict import JsonObject, StrictJsonError
-from controller.verify.limits import MAX_SIGSTORE_BUNDLE_BYTES, MAX_STATEMENT_DEPTH, MAX_STATEMENT_SUBJECTS
+from controller.verify.keyed import VerificationKey, load_key
+from controller.verify.options import VerifyOptions
+from controller.verify.prehashed import verify_digest_signature
+from controller.verify.sct import verify_embedded_sct
 from controller.verify.simplesigning import as_utc
+from controller.verify.timestamp import verify_timestamp
 from controller.verify.trustroot import TrustRoot
 
-IN_TOTO_PAYLOAD_TYPE: Final = "application/vnd.in-toto+json"
-IN_TOTO_STATEMENT_TYPES: Final = frozenset(
-    {"https://in-toto.io/Statement/v0.1", "https://in-toto.io/Statement/v1"}
-)
-_MAX_UNIX_SECONDS: Final = 253402300799  # 9999-12-31T23:59:59Z
-_VERIFIER_CACHE_KEY: Final = "sigstore.verify.Verifier"
-
-
-class _AcceptAnyIdentity:
-    """A sigstore-python VerificationPolicy that accepts every identity: ours is matched later."""
-
-    def verify(self, cert: Certificate) -> None:
-        """Accept: identity matching is the policy layer's job, on the VerifiedSignature."""
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class _BundleSummary:
-    """What we read from the bundle JSON ourselves, before sigstore-python sees it."""
+class _Content:
+    """What the bundle's content says about the artifact (step 2)."""
 
-    is_dsse: bool
-    message_digest: bytes | None
-    log_index: int | None
-    log_id_hex: str | None
-    integrated_time: int | None
+    kind: EvidenceKind
+    predicate_type: str
+    statement: bytes
 
 
-def _proto_int(obj: JsonObject, key: str, what: str) -> int | None:
-    """A proto3 JSON int64 (a decimal string, or a number), None when absent."""
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    raise StrictJsonError(f"{what}.{key}: expected an integer")
+@dataclass(frozen=True, slots=True)
+class _Signer:
+    """The key that verified the signature (step 3-4): a Fulcio leaf, or a trusted key."""
+
+    leaf: Leaf | None
+    key: VerificationKey | None
 
 
-def _summarize(data: bytes) -> _BundleSummary:
-    """Step 2a: strict JSON, and the fields we report or check ourselves."""
-    doc = jsonstrict.as_object(jsonstrict.loads(data), "bundle")
-    material = jsonstrict.as_object(doc.get("verificationMaterial"), "bundle.verificationMaterial")
-    is_dsse = "dsseEnvelope" in doc
-    message_digest: bytes | None = None
-    if not is_dsse:
-        message = jsonstrict.as_object(doc.get("messageSignature"), "bundle.messageSignature")
-        if "messageDigest" in message:
-            recorded = jsonstrict.as_object(message["messageDigest"], "messageDigest")
-            try:
-                message_digest = base64.b64decode(
-                    jsonstrict.get_str(recorded, "digest", "messageDigest"), validate=True
-                )
-            except binascii.Error as e:
-                raise StrictJsonError("messageDigest.digest is not base64") from e
-    entries: list[object] = []
-    if "tlogEntries" in material:
-        entries = jsonstrict.get_list(material, "tlogEntries", "verificationMaterial", max_items=1)
-    log_index = log_id_hex = integrated_time = None
-    if entries:
-        entry = jsonstrict.as_object(entries[0], "tlogEntries[0]")
-        log_index = _proto_int(entry, "logIndex", "tlogEntries[0]")
-        # Only a promised (SET-signed) integrated time is verified time; Rekor v2 entries have none.
-        if "inclusionPromise" in entry:
-            integrated_time = _proto_int(entry, "integratedTime", "tlogEntries[0]") or None
-        if integrated_time is not None and integrated_time > _MAX_UNIX_SECONDS:
-            raise StrictJsonError("integratedTime is out of range")
-        if "logId" in entry:
-            log_id = jsonstrict.as_object(entry["logId"], "tlogEntries[0].logId")
-            try:
-                log_id_hex = base64.b64decode(
-                    jsonstrict.get_str(log_id, "keyId", "logId"), validate=True
-                ).hex()
-            except binascii.Error as e:
-                raise StrictJsonError("logId.keyId is not base64") from e
-    return _BundleSummary(is_dsse, message_digest, log_index, log_id_hex, integrated_time)
+def _warn(warnings: list[str], source: str, message: str) -> None:
+    _log.warning("%s: %s", source, message)
+    warnings.append(message)
 
 
-def _verifier(trust_root_raw: bytes, cache: dict[str, object], name: str) -> Verifier:
-    """sigstore-python's Verifier for this trust root, built once per TrustRoot."""
-    cached = cache.get(_VERIFIER_CACHE_KEY)
-    if isinstance(cached, Verifier):
-        return cached
-    try:
-        verifier = Verifier(trusted_root=TrustedRoot(trustroot_v1.TrustedRoot.from_json(trust_root_raw)))
-    except Exception as e:  # pydantic and sigstore errors alike: the root is unusable
-        raise PolicyError(Reason.TRUST_ROOT_INVALID, f"{name}: sigstore-python rejects it: {e}") from e
-    cache[_VERIFIER_CACHE_KEY] = verifier
-    return verifier
+def _check_content(bundle: Bundle, digest: Digest) -> _Content:
+    """Step 2."""
+    if bundle.message is not None:
+        hint = bundle.message
+        if hint.digest is not None and (
+            hint.digest_algorithm != digest.algorithm or hint.digest.hex() != digest.hex
+        ):
+            raise EvidenceError(Reason.PAYLOAD_DIGEST_MISMATCH, f"bundle signs another digest, not {digest}")
+        return _Content("signature", "", b"")
+    envelope = bundle.envelope
+    if envelope is None:  # one of the two is set by parse_bundle
+        raise EvidenceError(Reason.BUNDLE_INVALID, "bundle has no content")
+    if envelope.payload_type != dsse.IN_TOTO_PAYLOAD_TYPE:
+        raise EvidenceError(Reason.PAYLOAD_INVALID, f"DSSE payload type is {envelope.payload_type[:80]!r}")
+    statement = dsse.parse_statement(envelope.payload)
+    dsse.check_subject(statement, digest)
+    kind = dsse.evidence_kind(statement.predicate_type)
+    return _Content(kind, statement.predicate_type, statement.raw)
 
 
-def _check_statement(payload: bytes, digest: Digest) -> str:
-    """Step 5: an in-toto statement with a subject carrying ``digest``; returns the predicate type."""
-    try:
-        statement = jsonstrict.fields(
-            jsonstrict.loads(payload, max_depth=MAX_STATEMENT_DEPTH),
-            "statement",
-            required=frozenset({"_type", "subject", "predicateType"}),
-            optional=frozenset({"predicate"}),
-        )
-        statement_type = jsonstrict.get_str(statement, "_type", "statement")
-        predicate_type = jsonstrict.get_str(statement, "predicateType", "statement")
-        subjects = jsonstrict.get_list(statement, "subject", "statement", max_items=MAX_STATEMENT_SUBJECTS)
-        names: list[dict[str, object]] = []
-        for item in subjects:
-            subject = jsonstrict.as_object(item, "statement.subject[]")
-            names.append(jsonstrict.as_object(subject.get("digest"), "statement.subject[].digest"))
-    except StrictJsonError as e:
-        raise EvidenceError(Reason.BUNDLE_INVALID, f"DSSE payload: {e}") from e
-    if statement_type not in IN_TOTO_STATEMENT_TYPES:
-        raise EvidenceError(Reason.BUNDLE_INVALID, "DSSE payload is not an in-toto Statement")
-    for subject_digest in names:
-        value = subject_digest.get(digest.algorithm)
-        if isinstance(value, str) and value.lower() == digest.hex:
-            return predicate_type
-    raise EvidenceError(Reason.PAYLOAD_DIGEST_MISMATCH, f"no statement subject has digest {digest}")
+def _signed_data_check(bundle: Bundle, digest: Digest) -> tuple[bytes, bytes, str]:
+    """(signature, the bytes or digest it is over, "digest" | "message")."""
+    if bundle.message is not None:
+        return bundle.message.signature, bytes.fromhex(digest.hex), "digest"
+    if bundle.envelope is None:
+        raise EvidenceError(Reason.BUNDLE_INVALID, "bundle has no content")
+    return bundle.envelope.signatures[0].sig, bundle.envelope.pae(), "message"
+
+
+def _find_signer(bundle: Bundle, digest: Digest, options: VerifyOptions) -> _Signer:
+    """Steps 3-4: the key of the bundle, and the signature verified with it."""
+    signature, data, mode = _signed_data_check(bundle, digest)
+    if bundle.certificates:
+        leaf = check_leaf_profile(bundle.certificates[0])
+        if mode == "digest":
+            ok = verify_digest_signature(leaf.key.key, signature, data, digest.algorithm)
+        else:
+            ok = leaf.key.verify(signature, data)
+        if not ok:
+            raise EvidenceError(
+                Reason.SIGNATURE_INVALID, "signature does not verify with the certificate key"
+            )
+        return _Signer(leaf, None)
+    if not options.keys:
+        raise EvidenceError(Reason.KEY_MISMATCH, "a key-signed bundle, and no trusted key to verify it with")
+    loaded = [load_key(key) for key in options.keys]
+    for candidate in loaded:
+        if mode == "digest":
+            ok = verify_digest_signature(
+                candidate.scheme.key, signature, data, digest.algorithm, allow_pss=True
+            )
+        else:
+            ok = candidate.verify(signature, data)
+        if ok:
+            return _Signer(None, candidate)
+    raise EvidenceError(
+        Reason.KEY_MISMATCH, f"the signature verifies with none of {len(loaded)} trusted key(s)"
+    )
+
+
+def _check_presented_chain(bundle: Bundle, path_der: tuple[bytes, ...]) -> None:
+    """Step 8, for a v0.1/v0.2 chain: what the bundle presents after the leaf is the start of the
+    trusted path, and holds no root (a self-signed certificate is a trust anchor only in the trust root)."""
+    presented = bundle.certificates[1:]
+    if not presented:
+        return
+    if presented[-1] == path_der[-1] or len(presented) >= len(path_der):
+        raise EvidenceError(Reason.CERTIFICATE_CHAIN_INVALID, "bundle chain contains a root certificate")
+    if presented != path_der[: len(presented)]:
+        raise EvidenceError(Reason.CERTIFICATE_CHAIN_INVALID, "bundle chain is not the trusted path")
+
+
+def _signing_times(
+    bundle: Bundle, entries: tuple[VerifiedEntry, ...], trust_root: TrustRoot, now: datetime
+) -> list[datetime]:
+    """Steps 6-7: the verified times of signing."""
+    signature = bundle.signature
+    times = [entry.integrated_at for entry in entries if entry.integrated_at is not None]
+    for when in times:
+        if when > now:
+            raise EvidenceError(
+                Reason.TLOG_ENTRY_INVALID, f"integrated time {when.isoformat()} is in the future"
+            )
+    for token in bundle.timestamps:
+        when = verify_timestamp(token, signed_data=signature, trust_root=trust_root)
+        if when > now:
+            raise EvidenceError(Reason.TIMESTAMP_INVALID, f"timestamp {when.isoformat()} is in the future")
+        times.append(when)
+    return times
+
+
+def _verify(
+    data: bytes, *, digest: Digest, trust_root: TrustRoot, now: datetime, options: VerifyOptions, source: str
+) -> VerifiedSignature:
+    now = as_utc(now)
+    warnings: list[str] = []
+    bundle = parse_bundle(data)  # 1
+    content = _check_content(bundle, digest)  # 2
+    signer = _find_signer(bundle, digest, options)  # 3-4
+    entries = verify_entries(  # 5
+        bundle,
+        digest=digest,
+        leaf=signer.leaf,
+        key=signer.key,
+        trust_root=trust_root,
+    )
+    if not entries:
+        if options.require_tlog:
+            raise EvidenceError(Reason.TLOG_ENTRY_MISSING, "bundle has no transparency log entry")
+        _warn(warnings, source, "no transparency log entry, allowed by policy")
+    times = _signing_times(bundle, entries, trust_root, now)  # 6-7
+    if not times:
+        if entries or options.require_tlog:
+            raise EvidenceError(
+                Reason.TIMESTAMP_INVALID, "no verified time of signing (no SET-covered entry, no timestamp)"
+            )
+        _warn(warnings, source, "no signed time; the certificate is checked at the current time")
+        times = [now]
+    subject = issuer = key_id = ""
+    claims: dict[str, str] = {}
+    if signer.leaf is not None:
+        leaf = signer.leaf
+        paths = [verify_chain(leaf, at=when, trust_root=trust_root, chain_pem=None) for when in times]  # 8
+        path = paths[0]
+        _check_presented_chain(bundle, tuple(ca.der for ca in path))
+        try:  # 9
+            verify_embedded_sct(leaf, path[0], trust_root)
+        except EvidenceError as e:
+            if options.require_sct:
+                raise
+            _warn(warnings, source, f"SCT not verified ({e.reason}), allowed by policy")
+        identity = extract_identity(
+            leaf.cert.extensions, require_issuer=options.require_issuer_extension
+        )  # 10
+        if not identity.issuer:
+            _warn(warnings, source, "certificate has no OIDC issuer extension, allowed by policy")
+        subject, issuer, claims = identity.subject, identity.issuer, dict(identity.claims)
+    elif signer.key is not None:
+        key_id = signer.key.key_id
+    first = entries[0] if entries else None
+    return VerifiedSignature(
+        subject=subject,
+        issuer=issuer,
+        claims=claims,
+        digest=digest,
+        log_index=None if first is None else first.log_index,
+        integrated_time=None if first is None else first.integrated_at,
+        annotations={"predicateType": content.predicate_type} if content.predicate_type else {},
+        log_id=None if first is None else first.log_id_hex,
+        trust_root=trust_root.name,
+        source=source,
+        warnings=tuple(warnings),
+        kind=content.kind,
+        predicate_type=content.predicate_type,
+        statement=content.statement,
+        key_id=key_id,
+    )
 
 
 def verify_bundle(
-    sig: Signature, *, digest: Digest, trust_root: TrustRoot, now: datetime
+    sig: Signature,
+    *,
+    digest: Digest,
+    trust_root: TrustRoot,
+    now: datetime,
+    options: VerifyOptions = VerifyOptions(),  # noqa: B008 - frozen, immutable
 ) -> VerifiedSignature:
-    """Verify one Sigstore bundle for the image ``digest`` (steps in the module docstring).
-
-    ``now`` is checked to be timezone-aware but otherwise unused: a bundle's time comes from its own
-    signed sources (the Rekor SET or integration, or RFC 3161 timestamps), as sigstore-python verifies.
-    """
-    as_utc(now)
+    """Verify one Sigstore bundle (an OCI referrer) for the image ``digest`` (module checklist)."""
     if sig.kind != "bundle":
         raise EvidenceError(Reason.BUNDLE_INVALID, f"not a Sigstore bundle ({sig.kind})")
-    if len(sig.payload) > MAX_SIGSTORE_BUNDLE_BYTES:
-        raise EvidenceError(Reason.LIMIT_EXCEEDED, f"bundle is larger than {MAX_SIGSTORE_BUNDLE_BYTES} bytes")
-    try:
-        summary = _summarize(sig.payload)
-        bundle = Bundle.from_json(sig.payload)
-    except StrictJsonError as e:
-        raise EvidenceError(Reason.BUNDLE_INVALID, f"bundle: {e}") from e
-    except Exception as e:  # sigstore-python's InvalidBundle, pydantic, base64, DER
-        raise EvidenceError(Reason.BUNDLE_INVALID, f"bundle does not load: {e}") from e
+    return _verify(
+        sig.payload, digest=digest, trust_root=trust_root, now=now, options=options, source=sig.source
+    )
 
-    if summary.message_digest is not None and (
-        digest.algorithm != "sha256" or summary.message_digest.hex() != digest.hex
-    ):
-        raise EvidenceError(Reason.PAYLOAD_DIGEST_MISMATCH, f"bundle signs another digest, not {digest}")
 
-    if not summary.is_dsse and digest.algorithm != "sha256":
-        raise EvidenceError(
-            Reason.PAYLOAD_DIGEST_MISMATCH, f"a message signature cannot sign a {digest.algorithm} digest"
-        )
-    verifier = _verifier(trust_root.raw, trust_root.cache, trust_root.name)
-    policy = _AcceptAnyIdentity()
-    annotations: dict[str, str] = {}
-    payload_type, payload = "", b""
-    try:
-        if summary.is_dsse:
-            payload_type, payload = verifier.verify_dsse(bundle, policy)
-        else:
-            hashed = Hashed(algorithm=HashAlgorithm.SHA2_256, digest=bytes.fromhex(digest.hex))
-            verifier.verify_artifact(hashed, bundle, policy)
-    except Exception as e:  # sigstore-python's VerificationError and friends: fail closed
-        raise EvidenceError(Reason.BUNDLE_INVALID, f"bundle does not verify: {e}") from e
-
-    if summary.is_dsse:
-        if payload_type != IN_TOTO_PAYLOAD_TYPE:
-            raise EvidenceError(Reason.BUNDLE_INVALID, f"DSSE payload type is {payload_type[:80]!r}")
-        annotations["predicateType"] = _check_statement(payload, digest)
-
-    try:
-        extensions = bundle.signing_certificate.extensions
-    except ValueError as e:
-        raise EvidenceError(Reason.CERTIFICATE_INVALID, f"unparseable certificate: {e}") from e
-    identity = extract_identity(extensions, require_issuer=True)
-    integrated = summary.integrated_time
-    warnings: tuple[str, ...] = ()
-    if integrated is None:
-        warnings = ("bundle has no Rekor integrated time; its time came from a signed timestamp",)
-    return VerifiedSignature(
-        subject=identity.subject,
-        issuer=identity.issuer,
-        claims=identity.claims,
-        digest=digest,
-        log_index=summary.log_index,
-        integrated_time=None if integrated is None else datetime.fromtimestamp(integrated, tz=UTC),
-        annotations=annotations,
-        log_id=summary.log_id_hex,
-        trust_root=trust_root.name,
-        source=sig.source,
-        warnings=warnings,
+def verify_blob(
+    bundle_json: bytes,
+    *,
+    artifact_digest: Digest,
+    trust_root: TrustRoot,
+    now: datetime,
+    options: VerifyOptions = VerifyOptions(),  # noqa: B008 - frozen, immutable
+) -> VerifiedSignature:
+    """Verify a bundle over a file given by its digest (cosign's ``verify-blob``; module checklist)."""
+    return _verify(
+        bundle_json,
+        digest=artifact_digest,
+        trust_root=trust_root,
+        now=now,
+        options=options,
+        source="artifact",
     )
 
 
 def verify_bundle_artifact(
     bundle_json: bytes, artifact: bytes, trust_root: TrustRoot, *, now: datetime
 ) -> VerifiedSignature:
-    """Verify a bundle over a plain artifact (sigstore-python's ``verify-artifact`` case).
-
-    The artifact's sha256 plays the image digest: a message-signature bundle must sign it, a DSSE
-    statement must name it as a subject. Used to test the staging bundles, which sign files.
-    """
-    artifact_digest = Digest.of(artifact)
-    sig = Signature(
-        kind="bundle",
-        payload=bundle_json,
-        annotations={},
-        layer_digest=Digest.of(bundle_json),
-        source="artifact",
-        media_type="application/vnd.dev.sigstore.bundle.v0.3+json",
-    )
-    return verify_bundle(sig, digest=artifact_digest, trust_root=trust_root, now=now)
+    """:func:`verify_blob` for the artifact's bytes (its sha256 plays the digest)."""
+    return verify_blob(bundle_json, artifact_digest=Digest.of(artifact), trust_root=trust_root, now=now)
