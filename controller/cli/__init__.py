@@ -37,7 +37,9 @@ CLI_TIMEOUT_SECONDS = 60.0
 MAX_TIMEOUT_SECONDS = 3600.0
 
 # Commands in modules of their own (see controller/cli/commands.py), by module name, one per line.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "controller.cli.blob",
+)
 
 
 def _seconds(text: str) -> float:
