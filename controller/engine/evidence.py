@@ -59,7 +59,7 @@ def _simplesigning(
 def _bundle(
     sig: Signature, digest: Digest, root: TrustRoot, options: VerifyOptions, now: datetime
 ) -> VerifiedSignature:
-    return verify_bundle(sig, digest=digest, trust_root=root, now=now)
+    return verify_bundle(sig, digest=digest, trust_root=root, now=now, options=options)
 
 
 def _attestation(
