@@ -169,9 +169,14 @@ def verify_set(entry: RekorEntry, trust_root: TrustRoot) -> TransparencyLog:
 
 def parse_body(entry: RekorEntry) -> RekorBody:
     """5d: decode the (SET-authenticated) body. Malformed -> ``TlogEntryInvalid``."""
+    return parse_body_bytes(entry.body_bytes)
+
+
+def parse_body_bytes(body_bytes: bytes) -> RekorBody:
+    """A hashedrekord/rekord 0.0.1 body (decoded JSON bytes). Malformed -> ``TlogEntryInvalid``."""
     try:
         doc = jsonstrict.fields(
-            jsonstrict.loads(entry.body_bytes),
+            jsonstrict.loads(body_bytes),
             "body",
             required=_BODY_FIELDS,
         )
