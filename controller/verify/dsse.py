@@ -102,7 +102,7 @@ def decode_base64(text: str, what: str) -> bytes:
     """Standard base64 with padding, strictly; the error is PayloadInvalid."""
     try:
         return binascii.a2b_base64(text, strict_mode=True)
-    except binascii.Error as e:
+    except ValueError as e:  # binascii.Error, or non-ASCII text
         raise _invalid(f"{what} is not base64") from e
 
 
