@@ -52,6 +52,13 @@ class ClusterImages:
     anyone_signed: str  # by mallory; no ClusterImagePolicy covers it
     ungoverned_unsigned: str  # no ClusterImagePolicy covers it
     strict_signed: str  # by alice, under the stored invalid ``strict`` ClusterImagePolicy
+    wrong_identity: str  # by mallory, under the ``apps`` ClusterImagePolicy (which wants alice)
+    warn_unsigned: str  # under the ``warn`` ClusterImagePolicy (mode: warn)
+
+    @property
+    def signed_tag(self) -> str:
+        """``signed`` by its tag: ``<host>/kube/apps/good:v1``."""
+        return self.signed.split("@", 1)[0] + ":v1"
 
     @property
     def host(self) -> str:
@@ -81,10 +88,13 @@ def publish(registry: RegistryServer, kit: SigstoreKit) -> ClusterImages:
         anyone_signed=signed("kube/elsewhere/signed", ANYONE_SUBJECT),
         ungoverned_unsigned=unsigned("kube/elsewhere/unsigned"),
         strict_signed=signed("kube/strict/app", TRUSTED_SUBJECT),
+        wrong_identity=signed("kube/apps/wrong", ANYONE_SUBJECT),
+        warn_unsigned=unsigned("kube/warn/app"),
     )
 
 
 INVALID_POLICY = "strict"
+WARN_POLICY = "warn"
 INVALID_SUBJECT_REGEXP = r"(a)\1"  # a backreference: valid for Python's re, refused by RE2 (cosign's syntax)
 
 
@@ -103,12 +113,13 @@ def invalid_policy(name: str, glob: str) -> dict[str, object]:
 
 
 def baseline_policies(images: ClusterImages, kit: SigstoreKit) -> list[dict[str, object]]:
-    """The kit's TrustRoot; ``<host>/kube/apps/**`` must be signed by alice; and ``strict``, an invalid
-    policy over ``<host>/kube/strict/**``. These are stored before the webhook is registered, so the
+    """The kit's TrustRoot; ``<host>/kube/apps/**`` must be signed by alice; ``<host>/kube/warn/**``
+    too, in warn mode; and ``strict``, an invalid policy over ``<host>/kube/strict/**``. These are stored before the webhook is registered, so the
     invalid one gets in, as a policy written before an upgrade would (the webhook refuses it now)."""
     return [
         trust_root(kit.trusted_root_json()),
         cluster_policy("apps", [f"{images.host}/kube/apps/**"]),
+        cluster_policy(WARN_POLICY, [f"{images.host}/kube/warn/**"], mode="warn"),
         invalid_policy(INVALID_POLICY, f"{images.host}/kube/strict/**"),
     ]
 
