@@ -28,6 +28,7 @@ from typing import Final
 from controller.admission.kube import CoreResource, KubeReader
 from controller.errors import ImprimaturError, PolicyError, Reason
 from controller.policy import CompiledPolicy, InvalidPolicy, compile_policy_lenient
+from controller.policy.keys import SecretResolver, no_secrets
 from controller.verify import TrustRoot
 
 GROUP: Final = "imprimatur.dev"
@@ -117,12 +118,13 @@ def generation_of(body: Mapping[str, object]) -> int | None:
     return generation if isinstance(generation, int) and not isinstance(generation, bool) else None
 
 
-def compile_policy_entry(body: Mapping[str, object]) -> PolicyEntry:
+def compile_policy_entry(body: Mapping[str, object], resolver: SecretResolver = no_secrets) -> PolicyEntry:
     """Compile a ClusterImagePolicy or ImagePolicy object; an invalid one keeps its error and its
-    :class:`InvalidPolicy`, which the policy set enforces as a denial."""
+    :class:`InvalidPolicy`, which the policy set enforces as a denial. ``resolver`` reads the Secrets
+    its key identities name (:mod:`controller.admission.policy_keys`)."""
     key = object_key(body)
     generation = generation_of(body)
-    compiled = compile_policy_lenient(body)
+    compiled = compile_policy_lenient(body, resolver)
     if isinstance(compiled, InvalidPolicy):
         return PolicyEntry(key, generation, None, Reason.POLICY_INVALID, compiled.detail, invalid=compiled)
     return PolicyEntry(key, generation, compiled)

@@ -50,6 +50,7 @@ from controller.admission.objects import (
     object_key,
     refresh_trust_root_entry,
 )
+from controller.admission.policy_keys import PolicyKeys
 from controller.admission.policy_review import PolicyReview
 from controller.admission.state import PolicyState
 from controller.admission.status import desired_status, status_differs
@@ -124,6 +125,7 @@ class Loader:
         self.policy_review = PolicyReview(reader, self.namespace, state.trust_root_readiness)
         self._indices: dict[str, Any] = {}  # kopf's live Index objects, kept for the refresh task
         self.statuses = StatusSync(reader)
+        self.keys = PolicyKeys(reader, self.namespace, compile_policy_entry)  # identities[].key.secretRef
         # TrustRoots recompiled after their ConfigMap/Secret changed: (the index entry, its successor).
         self._refreshed: dict[ObjectKey, tuple[TrustRootEntry, TrustRootEntry]] = {}
         self._lock = asyncio.Lock()
@@ -143,10 +145,11 @@ class Loader:
             if name in indices:
                 self._indices[name] = indices[name]
         policies = [
-            e
+            self.keys.current(e)
             for e in _entries(self._indices, CLUSTER_POLICY_INDEX) + _entries(self._indices, POLICY_INDEX)
             if isinstance(e, PolicyEntry)
         ]
+        self.keys.forget_missing(e.key for e in policies)
         roots = self._trust_roots()
         live = {r.key for r in roots}
         for key in [k for k in self._refreshed if k not in live]:
@@ -156,7 +159,7 @@ class Loader:
     # kopf index handlers: one entry per object, keyed by (kind, namespace, name)
 
     async def index_policy(self, *, body: Mapping[str, object], **_: Any) -> dict[ObjectKey, PolicyEntry]:
-        entry = compile_policy_entry(body)
+        entry = await self.keys.compile(body)
         return {entry.key: entry}
 
     async def index_trust_root(
@@ -184,6 +187,8 @@ class Loader:
         if isinstance(entry, TrustRootEntry):
             refreshed = self._refreshed.get(key)
             entry = refreshed[1] if refreshed is not None and refreshed[0] is entry else entry
+        if isinstance(entry, PolicyEntry):
+            entry = self.keys.current(entry)
         if entry is None:
             return
         desired = self._desired(body, entry)
@@ -228,9 +233,10 @@ class Loader:
     # TrustRoot references: re-read, recompile when the data changed
 
     async def refresh_references(self) -> bool:
-        """Re-read every referenced ConfigMap/Secret key; recompile what changed. True if anything did."""
+        """Re-read every referenced ConfigMap/Secret key (TrustRoots' and policies' keys); recompile
+        what changed. True if anything did."""
         async with self._lock:
-            changed = False
+            changed = await self.keys.refresh()  # policies' Secret-held keys
             for entry in self._trust_roots():
                 if entry.ref is None:
                     continue

@@ -11,6 +11,7 @@ Two cases are admitted with a warning instead, because refusing them would only 
 
 * a TrustRoot whose ConfigMap or Secret does not exist *yet* (``kubectl apply -f dir/`` creates objects
   in file order); its status shows it not ready until the data exists, and policies naming it deny;
+  likewise a policy whose key identity's ``secretRef`` names a Secret (key) not there yet;
 * an UPDATE that leaves ``spec`` unchanged (labels, annotations, finalizers) of an object that was
   already invalid: it cannot make anything worse, and refusing it would wedge the object.
 
@@ -35,6 +36,7 @@ from controller.admission.objects import (
     compile_trust_root_entry,
     object_key,
 )
+from controller.admission.policy_keys import PolicyKeys
 from controller.admission.status import TrustRootReadiness, trust_root_problem
 from controller.admission.webhook import current_review
 from controller.errors import InputError, Reason
@@ -108,7 +110,15 @@ class PolicyReview:
         kind = body.get("kind")
         unchanged = operation == "UPDATE" and old is not None and _spec(old) == _spec(body)
         if kind in POLICY_KINDS:
-            entry = compile_policy_entry(body)
+            keys = PolicyKeys(self.reader, self.namespace, compile_policy_entry)  # identities[].key.secretRef
+            async with asyncio.timeout(REVIEW_TIMEOUT_SECONDS):
+                entry = await keys.compile(body)
+            missing = keys.unresolved(body)
+            if not entry.ready and missing and keys.compile_as_if_present(body).ready:
+                # only its key Secret is missing: like a TrustRoot's, it may come next in the file
+                names = ", ".join(f"Secret {self.namespace}/{n}[{k}]" for n, k in missing[:4])
+                warnings.append(f"{entry.reason}: {entry.detail}: {names} missing yet; the policy denies"[:1024])
+                return str(entry.reason)
             if not entry.ready:
                 if unchanged:
                     warnings.append(f"{entry.reason}: {entry.detail}"[:1024])

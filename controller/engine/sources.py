@@ -259,7 +259,6 @@ def want_of(policy: CompiledPolicy, root: TrustRoot) -> Want:
     return Want(
         root=root,
         tlog_required=policy.tlog_required,
-        # until the policy layer's key identities and attestations: entries land, neither is asked for
-        keys=tuple(getattr(policy, "trusted_keys", ())),
-        attestations=bool(getattr(policy, "needs_attestations", False)),
+        keys=policy.trusted_keys,
+        attestations=policy.needs_attestations,
     )

@@ -43,7 +43,7 @@ class CountingSession(requests.Session):
         self.sent: collections.Counter[tuple[str, str]] = collections.Counter()
         self._lock = threading.Lock()
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         with self._lock:
             self.sent[(str(request.method), urlsplit(str(request.url)).path)] += 1
         return super().send(request, **kwargs)
