@@ -14,6 +14,7 @@ from typing import Literal
 from controller.errors import PolicyError, Reason
 
 DefaultDecision = Literal["deny", "allow"]
+PinningSetting = Literal["off", "pods", "workloads"]  # digest pinning by the mutating webhook
 
 # Registry reads in flight at once, in all; per registry host; per namespace (the bulkheads).
 DEFAULT_MAX_WORKERS = 64
@@ -57,6 +58,7 @@ class Settings:
     fetch_timeout_seconds: float = DEFAULT_FETCH_TIMEOUT_SECONDS
     max_decision_bytes: int = DEFAULT_MAX_DECISION_BYTES
     max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES
+    pinning: PinningSetting = "pods"  # tags pinned to the verified digest: in Pods, also in workloads, or off
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -87,7 +89,13 @@ class Settings:
         decision = environ.get("IMPRIMATUR_DEFAULT_DECISION", "deny") or "deny"
         if decision not in ("deny", "allow"):
             raise PolicyError(Reason.CONFIG_INVALID, f"IMPRIMATUR_DEFAULT_DECISION={decision!r}")
+        pinning = environ.get("IMPRIMATUR_PINNING", "pods") or "pods"
+        if pinning not in ("off", "pods", "workloads"):
+            raise PolicyError(
+                Reason.CONFIG_INVALID, f"IMPRIMATUR_PINNING={pinning!r}: off, pods or workloads"
+            )
         return cls(
+            pinning="off" if pinning == "off" else ("workloads" if pinning == "workloads" else "pods"),
             default_decision="allow" if decision == "allow" else "deny",
             require_digest=flag("IMPRIMATUR_REQUIRE_DIGEST", False),
             warn_on_tag=flag("IMPRIMATUR_WARN_ON_TAG", True),

@@ -128,6 +128,15 @@ def pod_spec_of(obj: Mapping[str, object]) -> Mapping[str, object]:
     return node
 
 
+def pod_spec_path(obj: Mapping[str, object]) -> tuple[str, ...]:
+    """The keys from the object to its pod spec (``("spec",)`` for a Pod), for building JSON patches.
+
+    Raises :class:`InputError` (``ManifestDocumentInvalid``) like :func:`pod_spec_of`.
+    """
+    pod_spec_of(obj)
+    return _spec_path(obj)
+
+
 def images_of(obj: Mapping[str, object]) -> list[ContainerImage]:
     """Every image the pod runs or mounts: init containers first, then containers, then ephemeral
     ones, then image volumes (``spec.volumes[].image.reference``, Kubernetes ImageVolume: a pod can

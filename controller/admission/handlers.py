@@ -248,6 +248,18 @@ class Admission:
             self.in_flight -= 1
         return self.conclude(ctx, decision)
 
+    async def decide_review(self, ctx: ReviewContext, images: list[str]) -> Decision:
+        """Decide ``images`` of the review in flight as :meth:`_review` does (pull credentials, the
+        review's deadline, counted in flight): what the mutating webhook shares with this one."""
+        request = ctx.request
+        if request.new_object is None:
+            raise InputError(Reason.REVIEW_INVALID, "request.object is missing")
+        self.in_flight += 1
+        try:
+            return await self._decide(ctx, images, request.new_object, _namespace(request))
+        finally:
+            self.in_flight -= 1
+
     async def _decide(
         self, ctx: ReviewContext, images: list[str], obj: Mapping[str, object], namespace: str | None
     ) -> Decision:

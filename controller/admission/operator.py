@@ -38,6 +38,7 @@ import kopf
 from controller.admission.handlers import Admission
 from controller.admission.kube import KubeReader
 from controller.admission.log_filters import quiet_admission_denials
+from controller.admission.mutation import Pinning
 from controller.admission.namespaces import NAMESPACE_INDEX, NamespaceLabels, controller_namespace
 from controller.admission.objects import (
     GROUP,
@@ -58,6 +59,8 @@ from controller.admission.status_sync import StatusSync
 from controller.admission.webhook import (
     POD_RESOURCES,
     POLICY_CRD_RESOURCES,
+    WEBHOOK_PIN_PODS,
+    WEBHOOK_PIN_WORKLOADS,
     WEBHOOK_PODS,
     WEBHOOK_POLICIES,
     WEBHOOK_WORKLOADS,
@@ -332,7 +335,7 @@ LoginFn = Callable[..., Any]
 
 
 def build_registry(
-    admission: Admission, loader: Loader, *, login: LoginFn | None = None
+    admission: Admission, loader: Loader, *, login: LoginFn | None = None, pinning: Pinning | None = None
 ) -> kopf.OperatorRegistry:
     """A fresh kopf registry with every handler bound to ``admission`` and ``loader`` (no global state)."""
     registry = kopf.OperatorRegistry()
@@ -344,6 +347,14 @@ def build_registry(
     kopf.on.validate(_is_workload, id=WEBHOOK_WORKLOADS, operations=["CREATE", "UPDATE"], registry=registry)(
         admission.validate_workloads
     )
+
+    if pinning is not None:  # the mutating webhooks; kopf would allow a review no handler matched
+        kopf.on.mutate(
+            _is_pods, id=WEBHOOK_PIN_PODS, operations=["CREATE", "UPDATE"], subresource="*", registry=registry
+        )(pinning.mutate_pods)
+        kopf.on.mutate(
+            _is_workload, id=WEBHOOK_PIN_WORKLOADS, operations=["CREATE", "UPDATE"], registry=registry
+        )(pinning.mutate_workloads)
 
     kopf.on.validate(_is_policy_crd, id=WEBHOOK_POLICIES, operations=["CREATE", "UPDATE"], registry=registry)(
         loader.policy_review.validate
@@ -400,4 +411,6 @@ def configure_settings(
     settings.peering.standalone = standalone
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 30
-    quiet_admission_denials((WEBHOOK_PODS, WEBHOOK_WORKLOADS, WEBHOOK_POLICIES))
+    quiet_admission_denials(
+        (WEBHOOK_PODS, WEBHOOK_WORKLOADS, WEBHOOK_POLICIES, WEBHOOK_PIN_PODS, WEBHOOK_PIN_WORKLOADS)
+    )

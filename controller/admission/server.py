@@ -31,6 +31,7 @@ from controller.admission.handlers import Admission
 from controller.admission.kube import KubeReader, KubernetesReader
 from controller.admission.local import LocalWebhookFn
 from controller.admission.metrics import CONTENT_TYPE, AdmissionMetrics
+from controller.admission.mutation import Pinning
 from controller.admission.objects import (
     POLICY_KINDS,
     TRUST_ROOT_KIND,
@@ -44,7 +45,14 @@ from controller.admission.operator import Loader, LoginFn, build_registry, confi
 from controller.admission.options import ServerOptions
 from controller.admission.state import PolicyState
 from controller.admission.tls import ReloadingTLS, SelfSignedTLS
-from controller.admission.webhook import WEBHOOK_POLICIES, ServingTLS, WebhookServer
+from controller.admission.webhook import (
+    MUTATING_WEBHOOKS,
+    WEBHOOK_POLICIES,
+    Answer,
+    ReviewContext,
+    ServingTLS,
+    WebhookServer,
+)
 from controller.config import Settings, read_bounded_file
 from controller.engine import Engine, builtin_trust_roots
 from controller.errors import ImprimaturError, PolicyError, Reason
@@ -73,6 +81,7 @@ class Controller:
     admission: Admission
     loader: Loader
     server: WebhookServer
+    pinning: Pinning | None = None  # the mutating webhooks (digest pinning)
 
     def close(self) -> None:
         self.state.engine.close()
@@ -128,6 +137,13 @@ def build_controller(
             host = options.webhook_host or "localhost"
             log.warning("no certificate in %s: serving a self-signed one (development only)", options.tls_dir)
             tls = SelfSignedTLS([host, "localhost", "127.0.0.1"])
+    pinning = Pinning(admission)
+
+    def answer_now(ctx: ReviewContext) -> Answer | None:
+        if ctx.webhook in MUTATING_WEBHOOKS:
+            return pinning.answer_now(ctx)
+        return admission.answer_now(ctx)
+
     server = WebhookServer(
         tls=tls,
         observer=ReviewObserver(metrics),
@@ -135,10 +151,10 @@ def build_controller(
         port=options.webhook_port,
         host=options.webhook_host,
         reload_interval=options.tls_reload_seconds,
-        fast=admission.answer_now,
+        fast=answer_now,
     )
     loader = Loader(state, reader, namespace=options.namespace, overload=admission.overload)
-    return Controller(options, metrics, state, admission, loader, server)
+    return Controller(options, metrics, state, admission, loader, server, pinning)
 
 
 # --- policy files
@@ -266,8 +282,13 @@ async def serve_files(controller: Controller, policy_files: Sequence[str]) -> No
     controller.state.apply(policies, roots)
     controller.state.mark_loaded()
     freeze_heap()
+    pins = controller.pinning.handlers if controller.pinning is not None else {}
     fn = LocalWebhookFn(
-        {**controller.admission.handlers, WEBHOOK_POLICIES: controller.loader.policy_review.validate}
+        {
+            **controller.admission.handlers,
+            **pins,
+            WEBHOOK_POLICIES: controller.loader.policy_review.validate,
+        }
     )
     watcher = asyncio.create_task(controller.admission.watch_loop())
     try:
@@ -286,7 +307,9 @@ async def serve_cluster(
     ready_flag: Any = None,
 ) -> None:
     """Run the kopf operator (indexes, status, probes) with our webhook server, until stopped."""
-    registry = build_registry(controller.admission, controller.loader, login=login)
+    registry = build_registry(
+        controller.admission, controller.loader, login=login, pinning=controller.pinning
+    )
     settings = kopf.OperatorSettings()
     configure_settings(settings, controller.server, standalone=controller.options.standalone)
     watcher = asyncio.create_task(controller.admission.watch_loop())

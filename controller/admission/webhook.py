@@ -75,16 +75,25 @@ POLICY_CRD_RESOURCES: Final = frozenset(
     }
 )
 # --- end validate-policies
+# --- pinning (controller/admission/mutation.py): the mutating webhooks, answered with a JSON patch
+WEBHOOK_PIN_PODS: Final = "mutate-pods"
+WEBHOOK_PIN_WORKLOADS: Final = "mutate-workloads"
+MUTATING_WEBHOOKS: Final = frozenset({WEBHOOK_PIN_PODS, WEBHOOK_PIN_WORKLOADS})
+# --- end pinning
 WEBHOOK_RESOURCES: Final[Mapping[str, frozenset[GroupVersionResource]]] = {
     WEBHOOK_PODS: POD_RESOURCES,
     WEBHOOK_WORKLOADS: WORKLOAD_RESOURCES,
     WEBHOOK_POLICIES: POLICY_CRD_RESOURCES,
+    WEBHOOK_PIN_PODS: POD_RESOURCES,
+    WEBHOOK_PIN_WORKLOADS: WORKLOAD_RESOURCES,
 }
 # Which subresources each webhook reviews (None: the resource itself).
 WEBHOOK_SUBRESOURCES: Final[Mapping[str, frozenset[str | None]]] = {
     WEBHOOK_PODS: frozenset({None, "ephemeralcontainers"}),
     WEBHOOK_WORKLOADS: frozenset({None}),
     WEBHOOK_POLICIES: frozenset({None}),
+    WEBHOOK_PIN_PODS: frozenset({None, "ephemeralcontainers"}),
+    WEBHOOK_PIN_WORKLOADS: frozenset({None}),
 }
 
 NO_IMAGES_REASON: Final = "NoNewImages"  # an UPDATE that adds no image: nothing to verify
@@ -101,6 +110,7 @@ class Answer:
     code: int | None
     reason: str
     warnings: tuple[str, ...] = ()
+    patch: tuple[Mapping[str, object], ...] = ()  # a JSON patch (mutating webhooks, when allowed)
 
 
 FastPath = Callable[["ReviewContext"], Answer | None]
@@ -119,6 +129,7 @@ class ReviewContext:
     decision: Decision | None = None
     reason: str = ""
     warnings: list[str] = field(default_factory=list)
+    patch: tuple[Mapping[str, object], ...] = ()  # what a mutating handler answers with
 
 
 _CURRENT: contextvars.ContextVar[ReviewContext | None] = contextvars.ContextVar(
@@ -164,7 +175,7 @@ def _response_parts(response: object) -> tuple[bool, str | None, int | None, lis
 
 
 def _answer_response(api_version: str, uid: str, answer: Answer) -> dict[str, object]:
-    return review_response(
+    response = review_response(
         api_version=api_version,
         uid=uid,
         allowed=answer.allowed,
@@ -172,6 +183,12 @@ def _answer_response(api_version: str, uid: str, answer: Answer) -> dict[str, ob
         code=answer.code,
         warnings=answer.warnings,
     )
+    if answer.allowed and answer.patch:
+        body = cast(dict[str, object], response["response"])
+        encoded = json.dumps(list(answer.patch), separators=(",", ":")).encode()
+        body["patchType"] = "JSONPatch"
+        body["patch"] = base64.b64encode(encoded).decode("ascii")
+    return response
 
 
 def check_route(parsed: AdmissionRequest, webhook: str) -> None:
@@ -404,4 +421,6 @@ class WebhookServer:
                 500,
             )
         reason = ctx.reason or (message.split(":", 1)[0] if message else "Allowed")
-        return self._respond(ctx, api_version, Answer(allowed, message, code, reason, tuple(warnings)))
+        patch = ctx.patch if allowed and webhook in MUTATING_WEBHOOKS else ()
+        answer = Answer(allowed, message, code, reason, tuple(warnings), patch)
+        return self._respond(ctx, api_version, answer)
