@@ -7,7 +7,7 @@ import yaml
 
 from tests.admission.harness import container, workload
 from tests.apiserver.conftest import Cluster
-from tests.apiserver.harness import CONTROLLER_NAMESPACE
+from tests.apiserver.harness import CONTROLLER_NAMESPACE, WARN_POLICY
 
 
 def test_signed_pod_is_created(cluster: Cluster) -> None:
@@ -87,3 +87,42 @@ def test_excluded_namespaces_are_not_sent_to_the_webhook(cluster: Cluster) -> No
     cluster.api.create_namespace("opted-in", {"imprimatur.dev/exclude": "false"})
     outcome = cluster.kubectl("run", "anything", "-n", "opted-in", f"--image={images.unsigned}")
     assert outcome.denials("pods") == [("SignatureNotFound", images.unsigned)]
+
+
+def test_signed_pod_by_tag_is_created_with_a_warning_about_the_tag(cluster: Cluster) -> None:
+    images = cluster.images
+    namespace = cluster.api.create_namespace("by-tag")
+    outcome = cluster.kubectl("run", "tagged", "-n", namespace, f"--image={images.signed_tag}")
+    assert outcome.stdout == "pod/tagged created\n", outcome.stderr
+    digest = images.signed.split("@", 1)[1]
+    tag_warning = f"Warning: {images.signed_tag}: verified at the digest its tag points to now ({digest}); the tag can move\n"
+    assert outcome.stderr in ("", tag_warning)  # no warning once the tag is pinned (issue 9)
+
+
+def test_wrong_identity_and_no_matching_policy_are_denied(cluster: Cluster) -> None:
+    images = cluster.images
+    wrong = cluster.kubectl("run", "wrong", f"--image={images.wrong_identity}")
+    assert wrong.returncode == 1
+    assert wrong.stderr.startswith(
+        'Error from server (Forbidden): admission webhook "pods.imprimatur.dev" denied the request: '
+        f"IdentityMismatch: {images.wrong_identity}: "
+    ), wrong.stderr
+    assert wrong.denials("pods") == [("IdentityMismatch", images.wrong_identity)]
+
+    ungoverned = cluster.kubectl("run", "ungoverned", f"--image={images.ungoverned_unsigned}")
+    assert ungoverned.returncode == 1
+    assert ungoverned.denials("pods") == [("NoMatchingPolicy", images.ungoverned_unsigned)]
+    for name in ("wrong", "ungoverned"):
+        assert cluster.kubectl("get", "pod", name).returncode != 0
+
+
+def test_warn_mode_admits_with_kubectl_warnings(cluster: Cluster) -> None:
+    images = cluster.images
+    namespace = cluster.api.create_namespace("warned")
+    outcome = cluster.kubectl("run", "warned", "-n", namespace, f"--image={images.warn_unsigned}")
+    assert outcome.returncode == 0
+    assert outcome.stdout == "pod/warned created\n"
+    assert outcome.stderr == (
+        f"Warning: ClusterImagePolicy {WARN_POLICY} (warn mode): "
+        f"SignatureNotFound: {images.warn_unsigned}: no signatures found\n"
+    )
