@@ -43,6 +43,15 @@ MAX_MATCH_EXPRESSIONS = 32
 MAX_SELECTOR_VALUES = 64
 MAX_LABEL_KEY_LEN = 317  # a 253-character DNS prefix, '/', a 63-character name
 MAX_LABEL_VALUE_LEN = 63
+# key identities and attestations (controller/policy/evidence_spec.py holds the same bounds)
+MAX_PEM_LEN = 16384
+MAX_ATTESTATIONS = 16
+MAX_ATTESTATION_IDENTITIES = 32
+MAX_ATTESTATION_CONDITIONS = 16
+MAX_PREDICATE_TYPE_LEN = 512
+MAX_EXPRESSION_LEN = 1024
+MAX_CONDITION_MESSAGE_LEN = 256
+KEYLESS_FIELDS = ("issuer", "issuerRegExp", "subject", "subjectRegExp", "claims")
 
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -144,7 +153,8 @@ def _identity_schema() -> Schema:
         "type": "object",
         "description": (
             "A keyless signer identity: the OIDC issuer and subject (SAN) of the Fulcio certificate, "
-            "each matched exactly or by an RE2 regular expression, plus optional Fulcio claims."
+            "each matched exactly or by an RE2 regular expression, plus optional Fulcio claims; or a "
+            "public key (key), and then nothing else."
         ),
         "properties": {
             "issuer": _string("The exact OIDC issuer URL.", max_length=MAX_IDENTITY_FIELD_LEN),
@@ -170,17 +180,102 @@ def _identity_schema() -> Schema:
                 "maxProperties": MAX_CLAIMS,
                 "additionalProperties": {"x-kubernetes-preserve-unknown-fields": True},
             },
+            "key": _key_schema(),
         },
         "x-kubernetes-validations": [
             {
-                "rule": "has(self.issuer) != has(self.issuerRegExp)",
+                "rule": "has(self.key) || has(self.issuer) != has(self.issuerRegExp)",
                 "message": "exactly one of issuer or issuerRegExp must be set",
             },
             {
-                "rule": "has(self.subject) != has(self.subjectRegExp)",
+                "rule": "has(self.key) || has(self.subject) != has(self.subjectRegExp)",
                 "message": "exactly one of subject or subjectRegExp must be set",
             },
+            {
+                "rule": "!has(self.key) || !(" + " || ".join(f"has(self.{f})" for f in KEYLESS_FIELDS) + ")",
+                "message": "a key identity has only key: no issuer, subject or claims",
+            },
         ],
+    }
+
+
+def _key_schema() -> Schema:
+    """A public key a policy trusts: inline PEM, or a key of a Secret in the controller's namespace."""
+    return {
+        "type": "object",
+        "description": (
+            "A public key (ECDSA P-256/P-384, RSA >= 2048 bits or Ed25519, PEM SubjectPublicKeyInfo). "
+            "Artifacts signed with it satisfy this identity; keyless ones never do, nor the reverse."
+        ),
+        "properties": {
+            "pem": _string("A PEM public key (-----BEGIN PUBLIC KEY-----).", max_length=MAX_PEM_LEN),
+            "secretRef": {
+                "type": "object",
+                "description": "A key of a Secret in the controller's own namespace holding the PEM.",
+                "required": ["name", "key"],
+                "properties": {
+                    "name": _string("The Secret name.", max_length=253, pattern=DNS_SUBDOMAIN),
+                    "key": _string("The Secret data key.", max_length=253, pattern=CONFIG_KEY),
+                },
+            },
+        },
+        "x-kubernetes-validations": [
+            {"rule": _exactly_one("pem", "secretRef"), "message": "exactly one of pem or secretRef must be set"}
+        ],
+    }
+
+
+def _attestations_schema() -> Schema:
+    """spec.attestations: in-toto predicate types that must be attested, by whom, with CEL conditions."""
+    return {
+        "type": "array",
+        "description": (
+            "Attestations the image must carry, every one: a verified in-toto statement of predicateType, "
+            "signed by one of identities (default: the policy's), passing every condition."
+        ),
+        "minItems": 1,
+        "maxItems": MAX_ATTESTATIONS,
+        # Names are unique: the API server enforces a map list's keys itself, at no CEL cost.
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["name"],
+        "items": {
+            "type": "object",
+            "required": ["name", "predicateType"],
+            "properties": {
+                "name": _string("A name for denials and logs.", max_length=63, pattern=DNS_LABEL),
+                "predicateType": _string(
+                    "The in-toto predicate type URI, e.g. https://slsa.dev/provenance/v1.",
+                    max_length=MAX_PREDICATE_TYPE_LEN,
+                ),
+                "identities": {
+                    "type": "array",
+                    "description": "Who must have signed the attestation; defaults to the policy's identities.",
+                    "minItems": 1,
+                    "maxItems": MAX_ATTESTATION_IDENTITIES,
+                    "items": _identity_schema(),
+                },
+                "conditions": {
+                    "type": "array",
+                    "description": (
+                        "CEL expressions over predicate, predicateType, subject and statement; all must be "
+                        "true. Compiled and cost-bounded by the controller."
+                    ),
+                    "minItems": 1,
+                    "maxItems": MAX_ATTESTATION_CONDITIONS,
+                    "items": {
+                        "type": "object",
+                        "required": ["expression"],
+                        "properties": {
+                            "expression": _string("A CEL expression.", max_length=MAX_EXPRESSION_LEN),
+                            "message": _string(
+                                "What a failure says (default: the expression).",
+                                max_length=MAX_CONDITION_MESSAGE_LEN,
+                            ),
+                        },
+                    },
+                },
+            },
+        },
     }
 
 
@@ -314,6 +409,7 @@ def _policy_spec_schema() -> Schema:
                 "items": _string("A namespace name.", max_length=63, pattern=DNS_LABEL),
             },
             "namespaceSelector": _label_selector_schema(),
+            "attestations": _attestations_schema(),
         },
     }
 
