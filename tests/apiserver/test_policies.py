@@ -4,10 +4,13 @@ must fail closed over the images it covers (issue 10, finding 4)."""
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
+from tests.admission.harness import TRUSTED_SUBJECT, cluster_policy
 from tests.apiserver.conftest import Cluster
 from tests.apiserver.harness import INVALID_POLICY, invalid_policy, namespaced_policy, table, wait_observed
+from tests.kit.sigstore import GITHUB_OAUTH_ISSUER
 
 
 def _rows(cluster: Cluster, kind: str, *args: str) -> dict[str, dict[str, str]]:
@@ -53,3 +56,72 @@ def test_kubectl_apply_refuses_an_invalid_policy(cluster: Cluster) -> None:
     outcome = cluster.kubectl("create", "-f", "-", stdin=yaml.safe_dump(policy))
     assert outcome.returncode != 0, f"stored: {outcome.stdout}"
     assert outcome.refusal("policies").startswith(f"PolicyInvalid: ImagePolicy {namespace}/bad: ")
+
+
+def _policy(kind: str, name: str, **spec: object) -> dict[str, object]:
+    document = cluster_policy(name, ["example.test/**"], **spec)
+    document["kind"] = kind
+    if kind == "ImagePolicy":
+        document["metadata"] = {"name": name, "namespace": "default"}
+    return document
+
+
+@pytest.mark.parametrize(
+    ("document", "error"),
+    [
+        (
+            _policy("ClusterImagePolicy", "bad-mode", mode="audit"),
+            'The ClusterImagePolicy "bad-mode" is invalid: \n'
+            '* spec.mode: Unsupported value: "audit": supported values: "enforce", "warn"\n'
+            "* <nil>: Invalid value: null: some validation rules were not checked because the object was "
+            "invalid; correct the existing errors to complete validation",
+        ),
+        (
+            _policy(
+                "ClusterImagePolicy",
+                "two-issuers",
+                identities=[
+                    {"issuer": GITHUB_OAUTH_ISSUER, "issuerRegExp": ".*", "subject": TRUSTED_SUBJECT}
+                ],
+            ),
+            'The ClusterImagePolicy "two-issuers" is invalid: spec.identities[0]: Invalid value: '
+            "exactly one of issuer or issuerRegExp must be set",
+        ),
+        (
+            _policy("ImagePolicy", "cluster-only-field", namespaces=["other"]),
+            'The ImagePolicy "cluster-only-field" is invalid: <nil>: Invalid value: '
+            "namespaces and namespaceSelector are for a ClusterImagePolicy; an ImagePolicy applies in its own "
+            "namespace",
+        ),
+    ],
+    ids=["schema-enum", "cel-identity", "cel-imagepolicy"],
+)
+def test_the_api_server_refuses_malformed_policies(
+    cluster: Cluster, document: dict[str, object], error: str
+) -> None:
+    outcome = cluster.kubectl("create", "-f", "-", stdin=yaml.safe_dump(document))
+    assert outcome.returncode == 1
+    assert outcome.stdout == ""
+    assert outcome.stderr == error + "\n"
+
+
+def test_a_namespaced_policy_adds_a_requirement(cluster: Cluster) -> None:
+    api, images = cluster.api, cluster.images
+    namespace = api.create_namespace("team-bob")
+    bob = {"issuer": GITHUB_OAUTH_ISSUER, "subject": "bob@example.com"}
+    policy = namespaced_policy(
+        "bob-too", namespace, identity=bob, images=[{"glob": f"{images.host}/kube/apps/**"}]
+    )
+    api.apply([policy])
+    assert wait_observed(api, "imagepolicies", "bob-too", namespace) == "True"
+    rows = _rows(cluster, "imagepolicy", "-n", namespace)
+    assert rows["bob-too"]["READY"] == "True"
+    assert rows["bob-too"]["MODE"] == "enforce"
+
+    # alice's signature satisfies the cluster policy, but not the namespace's added requirement
+    outcome = cluster.kubectl("run", "alice-only", "-n", namespace, f"--image={images.signed}")
+    assert outcome.returncode == 1
+    assert outcome.denials("pods") == [("IdentityMismatch", images.signed)]
+    # elsewhere the same image is admitted
+    elsewhere = cluster.kubectl("run", "alice-only", "--dry-run=server", f"--image={images.signed}")
+    assert elsewhere.stdout == "pod/alice-only created (server dry run)\n", elsewhere.stderr
