@@ -13,7 +13,8 @@ Two C2SP formats nest here:
 Which signature is the log's, by key hint:
 
 * an **Ed25519** log key (Rekor v2) follows signed-note: the hint is the first 4 bytes of
-  ``SHA-256(name || 0x0A || 0x01 || raw public key)``, with the signature line's name;
+  ``SHA-256(name || 0x0A || 0x01 || raw public key)``, with the signature line's name, which must
+  be the log's (the host of its ``baseUrl``, or the name its log ID hashes);
 * any other log key (Rekor v1's ECDSA P-256) follows Rekor v1: the hint is the first 4 bytes of the
   log ID, ``SHA-256(SPKI DER)``, and the signature is ECDSA with SHA-256 over the text.
 
@@ -164,7 +165,12 @@ def key_hint(log: TransparencyLog, name: str) -> bytes | None:
     key = log.key.key
     if isinstance(key, ed25519.Ed25519PublicKey):
         material = name.encode("utf-8") + b"\n" + _ED25519_NOTE_ALGORITHM + key.public_bytes_raw()
-        return hashlib.sha256(material).digest()[:_KEY_HINT_SIZE]
+        key_id = hashlib.sha256(material).digest()
+        # A note key is a (name, key) pair: the name must be the log's, either its host (the
+        # origin Rekor v2 signs as) or the name its trust-root log ID or checkpoint key ID hashes.
+        if name != log.origin and key_id not in (log.log_id, log.checkpoint_key_id):
+            return None
+        return key_id[:_KEY_HINT_SIZE]
     return log.log_id[:_KEY_HINT_SIZE]
 
 
