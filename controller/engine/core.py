@@ -157,6 +157,9 @@ class Engine:
     def policies(self) -> PolicySet:
         return self._policies
 
+    def trust_root(self, name: str) -> TrustRoot | None:
+        return self._roots.get(name)
+
     def close(self) -> None:
         self.lanes.close()
 
