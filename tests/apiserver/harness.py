@@ -194,6 +194,7 @@ def start_controller(
     policies (unless ``wait_loaded`` is false), register its webhooks (``configurations(url)``; by
     default the chart's, see :mod:`tests.apiserver.webhooks`) and wait until the API server calls them
     for a pod in ``probe_namespace``."""
+    tmp.mkdir(parents=True, exist_ok=True)
     controller: Controller = new_controller(
         cert=pki.server_cert,
         key=pki.server_key,

@@ -65,7 +65,6 @@ class Lane:
         """Start the lane's controller (on the lane's port once it has one) and wait until it answers."""
         if self.running is not None:
             raise ControlPlaneError(f"lane {self.name}: the controller is running already")
-        self.tmp.mkdir(parents=True, exist_ok=True)
         self.running = start_controller(
             self.api,
             self.registry,
