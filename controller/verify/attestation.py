@@ -18,8 +18,9 @@ predicate), or a reasoned :class:`EvidenceError`. The checks, in order (tests pi
    CertificateInvalid) -> SignatureInvalid; key-signed, with one of ``options.keys`` -> KeyMismatch
 5. **Transparency log** (``dev.sigstore.cosign/bundle``): absent -> TlogEntryMissing (or a warning
    when allowed); malformed / unknown log / bad SET / not an ``intoto`` 0.0.2 or ``dsse`` 0.0.1 body
-   -> TlogEntryInvalid; a body not about this envelope, statement, signature and signer
-   (:mod:`.attestation_entry`) -> TlogBodyMismatch; keyless, logged outside the certificate's
+   -> TlogEntryInvalid; a body not about this envelope (its exact bytes for intoto), statement,
+   signatures and signer
+   (:mod:`.entries`) -> TlogBodyMismatch; keyless, logged outside the certificate's
    validity -> CertificateNotValidAtSigningTime
 6-8. keyless only: **chain**, **SCT** and **identity** at the integrated time, exactly as for a
    ``.sig`` layer (:func:`.layer.verify_keyless_certificate`).
@@ -35,7 +36,7 @@ from typing import Final
 
 from controller.errors import EvidenceError, Reason
 from controller.model import Digest, Signature, VerifiedSignature
-from controller.verify.attestation_entry import check_attestation_body, parse_attestation_body
+from controller.verify import jsonstrict
 from controller.verify.certificate import Leaf, parse_leaf
 from controller.verify.dsse import (
     IN_TOTO_PAYLOAD_TYPE,
@@ -46,7 +47,9 @@ from controller.verify.dsse import (
     parse_statement,
     verify_envelope,
 )
+from controller.verify.entries import check_entry_body
 from controller.verify.identity import Identity
+from controller.verify.jsonstrict import StrictJsonError
 from controller.verify.keyed import VerificationKey, find_key
 from controller.verify.layer import (
     BUNDLE_ANNOTATION,
@@ -71,6 +74,7 @@ from controller.verify.trustroot import TrustRoot
 DSSE_MEDIA_TYPE: Final = "application/vnd.dsse.envelope.v1+json"
 PREDICATE_TYPE_ANNOTATION: Final = "predicateType"
 _MAX_PREDICATE_TYPE_BYTES: Final = 1024
+_ATTESTATION_ENTRIES: Final = frozenset({("intoto", "0.0.2"), ("dsse", "0.0.1")})  # what cosign ≤ 2 logs
 
 
 def _check_layer(sig: Signature, options: VerifyOptions) -> tuple[bytes | None, bytes | None, bytes | None]:
@@ -89,12 +93,28 @@ def _check_layer(sig: Signature, options: VerifyOptions) -> tuple[bytes | None, 
     return certificate_pem, chain_pem, bundle_json
 
 
-def _key_signer(envelope: Envelope, options: VerifyOptions) -> tuple[VerificationKey, bytes]:
+def _entry_kind(body: bytes) -> tuple[str, str]:
+    """Step 5: the (SET-authenticated) body's kind and version; the body itself is checked by
+    :func:`.entries.check_entry_body` (``intoto`` 0.0.2, ``dsse`` 0.0.1 for a cosign ``.att``)."""
+    try:
+        doc = jsonstrict.as_object(jsonstrict.loads(body), "body")
+        kind, version = jsonstrict.get_str(doc, "kind", "body"), jsonstrict.get_str(doc, "apiVersion", "body")
+    except StrictJsonError as e:
+        raise EvidenceError(Reason.TLOG_ENTRY_INVALID, f"attestation entry body: {e}") from e
+    if (kind, version) not in _ATTESTATION_ENTRIES:
+        raise EvidenceError(
+            Reason.TLOG_ENTRY_INVALID,
+            f"entry {kind[:40]!r} {version[:20]!r} is not intoto 0.0.2 or dsse 0.0.1",
+        )
+    return kind, version
+
+
+def _key_signer(envelope: Envelope, options: VerifyOptions) -> VerificationKey:
     """Step 4, key-signed: the first envelope signature that one of the keys verifies over the PAE."""
     data = envelope.pae()
     for candidate in envelope.signatures:
         try:
-            return find_key(options.keys, candidate.sig, data), candidate.sig
+            return find_key(options.keys, candidate.sig, data)
         except EvidenceError as e:
             if e.reason != Reason.KEY_MISMATCH:
                 raise
@@ -132,18 +152,24 @@ def verify_attestation_layer(
     signer: Leaf | VerificationKey
     if certificate_pem is not None:
         leaf = parse_leaf(certificate_pem)
-        signer, signature = leaf, verify_envelope(envelope, leaf.key).sig
+        verify_envelope(envelope, leaf.key)
+        signer = leaf
     else:
-        signer, signature = _key_signer(envelope, options)
+        signer = _key_signer(envelope, options)
 
     # 5. transparency log
     logged: LoggedAt
     if bundle_json is not None:
         entry = parse_rekor_entry(bundle_json)
         verify_set(entry, trust_root)
-        body = parse_attestation_body(entry)
-        check_attestation_body(
-            body, envelope_bytes=sig.payload, envelope=envelope, signature=signature, signer=signer
+        kind, version = _entry_kind(entry.body_bytes)
+        check_entry_body(
+            kind,
+            version,
+            entry.body_bytes,
+            verifier=signer.der if isinstance(signer, Leaf) else signer.spki_der,
+            envelope=envelope,
+            envelope_json=sig.payload,
         )
         if isinstance(signer, Leaf):
             check_integrated_time(entry, signer)

@@ -134,7 +134,7 @@ def check_logged_key(public_key_b64: str, key: VerificationKey) -> None:
     """
     try:
         pem = binascii.a2b_base64(public_key_b64, strict_mode=True)
-    except binascii.Error as e:
+    except ValueError as e:  # binascii.Error, or non-ASCII text
         raise EvidenceError(Reason.TLOG_BODY_MISMATCH, "entry public key is not base64") from e
     if len(pem) > MAX_PUBLIC_KEY_PEM_BYTES or _PEM_BLOCK.findall(pem) != [b"PUBLIC KEY"]:
         raise EvidenceError(Reason.TLOG_BODY_MISMATCH, "entry public key is not one PEM public key")

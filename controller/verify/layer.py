@@ -132,7 +132,7 @@ def verify_keyed_tlog(
         raise EvidenceError(Reason.TLOG_BODY_MISMATCH, "entry hash is not the payload's sha256")
     try:
         logged_signature = binascii.a2b_base64(body.signature_b64, strict_mode=True)
-    except binascii.Error as e:
+    except ValueError as e:  # binascii.Error, or non-ASCII text
         raise EvidenceError(Reason.TLOG_BODY_MISMATCH, "entry signature is not base64") from e
     if logged_signature != signature:
         raise EvidenceError(Reason.TLOG_BODY_MISMATCH, "entry signature is not this signature")

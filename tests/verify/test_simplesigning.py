@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -14,8 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.errors import EvidenceError, ImprimaturError, InputError, Reason
-from controller.model import Digest, Signature, VerifiedSignature
+from controller.model import Digest, Signature, TrustedKey, VerifiedSignature
 from controller.verify import TrustRoot, VerifyOptions, verify_simplesigning
+from controller.verify.keyed import load_key
+from tests.kit.attest import KitLayer, key_id_of, key_sign_image, rebundle_layer
+from tests.kit.attest import public_key_pem as kit_public_key_pem
+from tests.kit.attest import trusted_key as kit_trusted_key
+from tests.kit.sigstore import KeyType, SigningKey, SigstoreKit, generate_key
+from tests.kit.sigstore import hashedrekord_body as kit_hashedrekord_body
+from tests.kit.sigstore import payload_bytes as kit_payload_bytes
 from tests.verify.builders import IMAGE, LeafSpec, Sigstore, der_utf8, pem, with_annotations
 from tests.verify.realdata import (
     CONNAISSEUR,
@@ -452,3 +460,211 @@ def test_fuzzed_bundle_json_raises_only_our_errors(data: st.DataObject, public_g
         Reason.TLOG_BODY_MISMATCH,
         Reason.CERTIFICATE_EXPIRED,
     }
+
+
+# --- key-signed .sig layers (options.keys): real connaisseur keys, then the kit's tamper matrix
+
+# sse-secure-systems/connaisseur test/testdata/cosign/{alice,bob,charlie}.key (public keys, commit
+# 7fc50759): the signers of the negative/connaisseur_keybased_testimage layers, in manifest order.
+CONNAISSEUR_KEYS = {
+    "alice": "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEusIAt6EJ3YrTHdg2qkWVS0KuotWQ\n"
+    "wHDtyaXlq7Nhj8279+1u/l5pZhXJPW8PnGRRLdO5NbsuM6aT7pOcP100uw==",
+    "bob": "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE01DasuXJ4rfzAEXsURSnbq4QzJ6o\n"
+    "EJ2amYV/CBKqEhhl8fDESxsmbdqtBiZkDV2C3znIwV16SsJlRRYO+UrrAQ==",
+    "charlie": "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEHBUYJVrH+aFYJPuryEkRyE6m0m4\n"
+    "ANj+o/oW5fLRiEiXp0kbhkpLJR1LSwKYiX5Toxe3ePcuYpcWZn8Vqe3+oA==",
+}
+CONNAISSEUR_SIGNERS = ["alice", "alice", "bob", "charlie"]  # per layer of keybased_signatures()
+
+
+def _connaisseur_key(name: str) -> TrustedKey:
+    pem = f"-----BEGIN PUBLIC KEY-----\n{CONNAISSEUR_KEYS[name]}\n-----END PUBLIC KEY-----\n"
+    return TrustedKey(pem=pem.encode(), source=f"connaisseur {name}")
+
+
+def test_real_key_signed_layers_verify_with_their_real_keys(public_good: TrustRoot) -> None:
+    cases = keybased_signatures()
+    assert len(cases) == len(CONNAISSEUR_SIGNERS)
+    everyone = tuple(_connaisseur_key(name) for name in CONNAISSEUR_KEYS)
+    for (sig, digest), signer in zip(cases, CONNAISSEUR_SIGNERS, strict=True):
+        # they carry no Rekor bundle: TlogEntryMissing unless the policy makes the tlog optional
+        assert (
+            reason_of(sig, digest, public_good, options=VerifyOptions(keys=everyone))
+            is Reason.TLOG_ENTRY_MISSING
+        )
+        relaxed = VerifyOptions(require_tlog=False, keys=everyone)
+        verified = verify(sig, digest, public_good, relaxed)
+        assert verified.key_id == load_key(_connaisseur_key(signer)).key_id
+        assert (verified.subject, verified.issuer, verified.log_index) == ("", "", None)
+        assert verified.warnings
+        others = tuple(_connaisseur_key(n) for n in CONNAISSEUR_KEYS if n != signer)
+        wrong = VerifyOptions(require_tlog=False, keys=others)
+        assert reason_of(sig, digest, public_good, options=wrong) is Reason.KEY_MISMATCH
+
+
+def test_keyless_real_signature_never_verifies_as_key_signed(public_good: TrustRoot) -> None:
+    sig, digest = legacy_signature(RATIFY)
+    keys = VerifyOptions(keys=tuple(_connaisseur_key(n) for n in CONNAISSEUR_KEYS))
+    verified = verify(sig, digest, public_good, keys)
+    assert verified.key_id == ""
+    assert verified.subject == EXPECTED[RATIFY].subject
+
+
+@pytest.fixture(scope="module")
+def kit() -> SigstoreKit:
+    return SigstoreKit(KIT_NOW)
+
+
+@pytest.fixture(scope="module")
+def kit_root(kit: SigstoreKit) -> TrustRoot:
+    return TrustRoot.from_json(kit.trusted_root_json(), "kit")
+
+
+KIT_NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+KIT_DIGEST = Digest.of(b"kit image")
+SIGNING_KEY = generate_key(KeyType.ECDSA_P256)
+WRONG_KEY = generate_key(KeyType.ECDSA_P256)
+WITH_KEY = VerifyOptions(keys=(kit_trusted_key(SIGNING_KEY),))
+
+
+def _key_layer(kit: SigstoreKit, key: SigningKey = SIGNING_KEY, **kwargs: object) -> KitLayer:
+    return key_sign_image(kit, str(KIT_DIGEST), "registry.test/acme/app", key, **kwargs)  # type: ignore[arg-type]
+
+
+def _kit_reason(layer: KitLayer, root: TrustRoot, options: VerifyOptions = WITH_KEY) -> Reason:
+    return reason_of(layer.to_signature(), KIT_DIGEST, root, options=options, now=KIT_NOW)
+
+
+@pytest.mark.parametrize("key_type", list(KeyType))
+def test_key_signed_each_key_type(key_type: KeyType, kit: SigstoreKit, kit_root: TrustRoot) -> None:
+    key = generate_key(key_type)
+    verified = verify(
+        _key_layer(kit, key).to_signature(),
+        KIT_DIGEST,
+        kit_root,
+        VerifyOptions(keys=(kit_trusted_key(key),)),
+        KIT_NOW,
+    )
+    assert verified.key_id == key_id_of(key)
+    assert verified.kind == "signature"
+    assert verified.log_index is not None
+    assert (verified.subject, verified.issuer) == ("", "")
+
+
+@pytest.mark.parametrize(
+    ("key_type", "kwargs"),
+    [
+        (KeyType.ECDSA_P384, {"hash_algorithm": hashes.SHA384()}),  # sigstore-go's P-384 hash
+        (KeyType.ECDSA_P384, {}),  # cosign v2: SHA-256 (the fallback)
+        (KeyType.RSA_3072, {"pss": True}),
+        (KeyType.RSA_4096, {}),
+    ],
+)
+def test_key_signed_schemes(
+    key_type: KeyType, kwargs: dict[str, object], kit: SigstoreKit, kit_root: TrustRoot
+) -> None:
+    key = generate_key(key_type)
+    layer = _key_layer(kit, key, **kwargs)
+    options = VerifyOptions(keys=(kit_trusted_key(key),))
+    assert verify(layer.to_signature(), KIT_DIGEST, kit_root, options, KIT_NOW).key_id == key_id_of(key)
+
+
+def test_key_signed_rekord_body_verifies(kit: SigstoreKit, kit_root: TrustRoot) -> None:
+    layer = _key_layer(kit, rekor_kind="rekord")
+    assert verify(layer.to_signature(), KIT_DIGEST, kit_root, WITH_KEY, KIT_NOW).log_index is not None
+
+
+KEY_TAMPERS: dict[str, tuple[Callable[[SigstoreKit, KitLayer], KitLayer], Reason, VerifyOptions]] = {
+    "no keys given": (lambda k, a: a, Reason.NOT_KEYLESS, VerifyOptions()),
+    "wrong key": (lambda k, a: a, Reason.KEY_MISMATCH, VerifyOptions(keys=(kit_trusted_key(WRONG_KEY),))),
+    "payload changed": (
+        lambda k, a: a.with_payload(a.payload.replace(b"registry.test", b"registry.evil")),
+        Reason.KEY_MISMATCH,
+        WITH_KEY,
+    ),
+    "payload for another digest, re-signed": (
+        lambda k, a: _key_layer(k, payload=kit_payload_bytes(str(Digest.of(b"x")), "registry.test/acme/app")),
+        Reason.PAYLOAD_DIGEST_MISMATCH,
+        WITH_KEY,
+    ),
+    "signature flipped": (
+        lambda k, a: a.with_annotation(
+            "dev.cosignproject.cosign/signature",
+            "A" + a.annotations["dev.cosignproject.cosign/signature"][1:],
+        ),
+        Reason.KEY_MISMATCH,
+        WITH_KEY,
+    ),
+    "signature not base64": (
+        lambda k, a: a.with_annotation("dev.cosignproject.cosign/signature", "%%%"),
+        Reason.SIGNATURE_INVALID,
+        WITH_KEY,
+    ),
+    "no bundle": (
+        lambda k, a: a.with_annotation("dev.sigstore.cosign/bundle", None),
+        Reason.TLOG_ENTRY_MISSING,
+        WITH_KEY,
+    ),
+    "SET flipped": (
+        lambda k, a: a.with_annotation(
+            "dev.sigstore.cosign/bundle",
+            a.annotations["dev.sigstore.cosign/bundle"].replace(
+                '"SignedEntryTimestamp":"M', '"SignedEntryTimestamp":"N'
+            ),
+        ),
+        Reason.TLOG_ENTRY_INVALID,
+        WITH_KEY,
+    ),
+    "body records another key": (
+        lambda k, a: rebundle_layer(k, a, _keyed_body(a, kit_public_key_pem(WRONG_KEY))),
+        Reason.TLOG_BODY_MISMATCH,
+        WITH_KEY,
+    ),
+    "body records a certificate": (
+        lambda k, a: rebundle_layer(k, a, _keyed_body(a, k.issue_leaf().pem)),
+        Reason.TLOG_BODY_MISMATCH,
+        WITH_KEY,
+    ),
+    "body records another payload": (
+        lambda k, a: rebundle_layer(k, a, _keyed_body(a, kit_public_key_pem(SIGNING_KEY), payload=b"other")),
+        Reason.TLOG_BODY_MISMATCH,
+        WITH_KEY,
+    ),
+    "body records another signature": (
+        lambda k, a: rebundle_layer(
+            k, a, _keyed_body(a, kit_public_key_pem(SIGNING_KEY), signature=b"\x30\x00")
+        ),
+        Reason.TLOG_BODY_MISMATCH,
+        WITH_KEY,
+    ),
+    "a certificate is added (keyless path)": (
+        lambda k, a: a.with_annotation("dev.sigstore.cosign/certificate", k.issue_leaf().pem),
+        Reason.SIGNATURE_INVALID,
+        WITH_KEY,
+    ),
+}
+
+
+def _keyed_body(
+    layer: KitLayer, pem_text: str, *, payload: bytes | None = None, signature: bytes | None = None
+) -> bytes:
+    sig = base64.b64decode(layer.annotations["dev.cosignproject.cosign/signature"])
+    return kit_hashedrekord_body(
+        payload=payload if payload is not None else layer.payload,
+        signature=signature if signature is not None else sig,
+        certificate_pem_text=pem_text,
+    )
+
+
+@pytest.mark.parametrize("name", sorted(KEY_TAMPERS))
+def test_key_signed_tamper(name: str, kit: SigstoreKit, kit_root: TrustRoot) -> None:
+    tamper, expected, options = KEY_TAMPERS[name]
+    assert _kit_reason(tamper(kit, _key_layer(kit)), kit_root, options) is expected
+
+
+def test_key_signed_tlog_optional_warns(kit: SigstoreKit, kit_root: TrustRoot) -> None:
+    layer = _key_layer(kit, tlog=False)
+    assert _kit_reason(layer, kit_root) is Reason.TLOG_ENTRY_MISSING
+    relaxed = VerifyOptions(require_tlog=False, keys=WITH_KEY.keys)
+    verified = verify(layer.to_signature(), KIT_DIGEST, kit_root, relaxed, KIT_NOW)
+    assert (verified.key_id, verified.log_index, len(verified.warnings)) == (key_id_of(SIGNING_KEY), None, 1)
