@@ -245,15 +245,9 @@ def _dsse_v1(spec: JsonObject, *, envelope: Envelope, verifier: bytes) -> None:
         required=frozenset({"payloadHash", "signatures"}),
         optional=frozenset({"envelopeHash"}),
     )
-    payload_hash = jsonstrict.fields(
-        obj["payloadHash"], "payloadHash", required=frozenset({"algorithm", "value"})
-    )
-    if jsonstrict.get_str(payload_hash, "algorithm", "payloadHash") != "sha256":
-        raise _mismatch("entry payloadHash is not a sha256")
-    if (
-        jsonstrict.get_str(payload_hash, "value", "payloadHash")
-        != hashlib.sha256(envelope.payload).hexdigest()
-    ):
+    if "envelopeHash" in obj:
+        _hash_field(obj, "envelopeHash", "spec")  # shape only: the envelope JSON is not canonical
+    if _hash_field(obj, "payloadHash", "spec") != hashlib.sha256(envelope.payload).hexdigest():
         raise _mismatch("entry payloadHash is not the envelope payload's")
     items = jsonstrict.get_list(obj, "signatures", "spec", max_items=MAX_DSSE_SIGNATURES)
     _one_signature_per_envelope_signature(items, envelope)
@@ -296,10 +290,14 @@ def check_dsse(body: bytes, *, version: str, envelope: Envelope, verifier: bytes
 
 
 def _hash_field(obj: JsonObject, key: str, what: str) -> str:
+    """A Rekor v1 ``{"algorithm": "sha256", "value": <64 hex>}``, even where it is not compared."""
     value = jsonstrict.fields(obj[key], f"{what}.{key}", required=frozenset({"algorithm", "value"}))
     if jsonstrict.get_str(value, "algorithm", f"{what}.{key}") != "sha256":
         raise _mismatch(f"entry {key} is not a sha256")
-    return jsonstrict.get_str(value, "value", f"{what}.{key}")
+    text = jsonstrict.get_str(value, "value", f"{what}.{key}")
+    if len(text) != 64 or not _HEX.match(text):
+        raise _invalid(f"{what}.{key}.value is not 64 lower-case hex digits")
+    return text
 
 
 def check_intoto(
