@@ -18,9 +18,9 @@ never rewritten, so a second call on a pinned object is an empty patch (reinvoca
   cannot turn off the pinning the cluster asks for.
 
 **The record** (:data:`ANNOTATION`): a JSON object, image as written (without the pinned digest) ->
-``{"digest", "signer", "issuer"}``; the signer is the certificate subject, or the key id of a
-key-signed image. Keys sorted, compact, at most :data:`MAX_ANNOTATION_BYTES`. It is written only by
-this webhook: on CREATE whatever the Pod carried is replaced (a forged record never survives); on
+``{"signer", "issuer", "digest"}`` (in that order: ``kubectl describe`` cuts long values); the signer
+is the certificate subject, or the key id of a key-signed image. Images in sorted order, compact, at
+most :data:`MAX_ANNOTATION_BYTES`. It is written only by this webhook: on CREATE whatever the Pod carried is replaced (a forged record never survives); on
 UPDATE the stored record (which this webhook wrote) is kept for the images still present at the digest
 they are pinned to, and new images are added.
 """
@@ -64,7 +64,8 @@ class VerifiedImage:
     issuer: str
 
     def as_json(self) -> dict[str, str]:
-        return {"digest": self.digest, "signer": self.signer, "issuer": self.issuer}
+        # signer first: ``kubectl describe`` cuts long annotation values, and who signed is the point
+        return {"signer": self.signer, "issuer": self.issuer, "digest": self.digest}
 
 
 def effective_mode(
@@ -164,7 +165,7 @@ def encode_record(entries: Mapping[str, VerifiedImage]) -> tuple[str | None, int
         size += cost
     if not out:
         return None, omitted
-    return json.dumps(out, sort_keys=True, separators=(",", ":"), ensure_ascii=False), omitted
+    return json.dumps(out, separators=(",", ":"), ensure_ascii=False), omitted  # images in key order
 
 
 def decode_record(value: object) -> dict[str, VerifiedImage]:
