@@ -4,7 +4,7 @@ Each entry must, in order:
 
 5a. name a Rekor log of the trust root (by log ID)                      -> TlogEntryInvalid
 5b. carry a body of the kind and version its ``kindVersion`` says, that describes this signature,
-    key and artifact (:mod:`.bundle_entries`)                                  -> TlogEntryInvalid / TlogBodyMismatch
+    key and artifact (:mod:`.entries`)                                  -> TlogEntryInvalid / TlogBodyMismatch
 5c. when it has an inclusion promise, a SET that verifies with the log's key valid at
     ``integratedTime`` (:func:`.tlog.verify_set`); only then is ``integratedTime`` a signing time
                                                                         -> TlogEntryInvalid
@@ -25,10 +25,10 @@ from datetime import datetime
 
 from controller.errors import EvidenceError, Reason
 from controller.model import Digest
-from controller.verify.bundle_entries import check_bundle_entry
 from controller.verify.bundle_model import Bundle, TlogEntry
 from controller.verify.certificate import Leaf
 from controller.verify.checkpoint import verify_checkpoint
+from controller.verify.entries import check_entry_body
 from controller.verify.keyed import VerificationKey
 from controller.verify.merkle import leaf_hash, verify_inclusion
 from controller.verify.tlog import RekorEntry, verify_set
@@ -92,6 +92,25 @@ def _verify_proof(entry: TlogEntry, logs: tuple[TransparencyLog, ...], trust_roo
     raise first_error or _invalid("no log key signed the checkpoint")
 
 
+def _check_body(
+    entry: TlogEntry, bundle: Bundle, *, digest: Digest, leaf: Leaf | None, key: VerificationKey | None
+) -> None:
+    """5b: the body describes what verified (the leaf's DER or the key's SPKI DER) and the content."""
+    if leaf is not None:
+        verifier = leaf.der
+    elif key is not None:
+        verifier = key.spki_der
+    else:
+        raise _invalid("no verifier to check the entry body against")
+    if bundle.envelope is not None:
+        check_entry_body(entry.kind, entry.version, entry.body, verifier=verifier, envelope=bundle.envelope)
+        return
+    digests = {digest.algorithm: bytes.fromhex(digest.hex)}
+    check_entry_body(
+        entry.kind, entry.version, entry.body, verifier=verifier, signature=bundle.signature, digests=digests
+    )
+
+
 def _verify_entry(
     entry: TlogEntry,
     bundle: Bundle,
@@ -104,7 +123,7 @@ def _verify_entry(
     logs = trust_root.tlog(entry.log_id)  # 5a
     if not logs:
         raise _invalid(f"log {entry.log_id.hex()[:16]}... is not in trust root {trust_root.name}")
-    check_bundle_entry(entry, bundle, digest=digest, leaf=leaf, key=key)  # 5b
+    _check_body(entry, bundle, digest=digest, leaf=leaf, key=key)  # 5b
     integrated_at: datetime | None = None
     if entry.signed_entry_timestamp is not None:  # 5c
         integrated_at = _verify_promise(entry, entry.signed_entry_timestamp, trust_root)
