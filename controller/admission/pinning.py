@@ -20,9 +20,11 @@ never rewritten, so a second call on a pinned object is an empty patch (reinvoca
 **The record** (:data:`ANNOTATION`): a JSON object, image as written (without the pinned digest) ->
 ``{"signer", "issuer", "digest"}`` (in that order: ``kubectl describe`` cuts long values); the signer
 is the certificate subject, or the key id of a key-signed image. Images in sorted order, compact, at
-most :data:`MAX_ANNOTATION_BYTES`. It is written only by this webhook: on CREATE whatever the Pod carried is replaced (a forged record never survives); on
-UPDATE the stored record (which this webhook wrote) is kept for the images still present at the digest
-they are pinned to, and new images are added.
+most :data:`MAX_ANNOTATION_BYTES`. It is written only by this webhook: on CREATE whatever the Pod
+carried is replaced (a forged record never survives); on UPDATE the stored record (which this webhook
+wrote) is kept for the images still present at the digest they are pinned to, and new images are
+added. ``kubectl annotate`` cannot forge it either. Not on ``pods/ephemeralcontainers`` updates: the
+API server keeps only the ephemeral containers of those, so there the images are pinned, not recorded.
 """
 
 from __future__ import annotations

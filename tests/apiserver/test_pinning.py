@@ -55,7 +55,7 @@ def test_a_tagged_pod_comes_back_pinned_with_the_record(cluster: Cluster) -> Non
     }
     described = cluster.kubectl("describe", "pod", "pinned", "-n", namespace).stdout
     annotations = described.split("Annotations:", 1)[1].split("\nStatus:", 1)[0]
-    assert f"imprimatur.dev/verified-images:" in annotations, described[:2000]
+    assert "imprimatur.dev/verified-images:" in annotations, described[:2000]
     assert f'"signer":"{TRUSTED_SUBJECT}"' in annotations
 
     # kubectl annotate cannot forge the record afterwards: the stored one is restored
