@@ -31,6 +31,7 @@ subject or issuer, only ``key_id``.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Final
 
@@ -74,6 +75,7 @@ from controller.verify.trustroot import TrustRoot
 DSSE_MEDIA_TYPE: Final = "application/vnd.dsse.envelope.v1+json"
 PREDICATE_TYPE_ANNOTATION: Final = "predicateType"
 _MAX_PREDICATE_TYPE_BYTES: Final = 1024
+_HASH_FIELDS: Final = frozenset({"algorithm", "value"})
 _ATTESTATION_ENTRIES: Final = frozenset({("intoto", "0.0.2"), ("dsse", "0.0.1")})  # what cosign ≤ 2 logs
 
 
@@ -93,12 +95,25 @@ def _check_layer(sig: Signature, options: VerifyOptions) -> tuple[bytes | None, 
     return certificate_pem, chain_pem, bundle_json
 
 
-def _entry_kind(body: bytes) -> tuple[str, str]:
-    """Step 5: the (SET-authenticated) body's kind and version; the body itself is checked by
-    :func:`.entries.check_entry_body` (``intoto`` 0.0.2, ``dsse`` 0.0.1 for a cosign ``.att``)."""
+def _envelope_hash(doc: jsonstrict.JsonObject) -> tuple[str, str] | None:
+    spec = jsonstrict.as_object(doc.get("spec"), "body.spec")
+    if "envelopeHash" not in spec:
+        return None
+    pair = jsonstrict.fields(spec["envelopeHash"], "spec.envelopeHash", required=_HASH_FIELDS)
+    return (
+        jsonstrict.get_str(pair, "algorithm", "spec.envelopeHash"),
+        jsonstrict.get_str(pair, "value", "spec.envelopeHash"),
+    )
+
+
+def _entry_kind(body: bytes, envelope_json: bytes) -> tuple[str, str]:
+    """Step 5: the (SET-authenticated) body's kind and version. The body is then checked by
+    :func:`.entries.check_entry_body`; here, for ``dsse`` 0.0.1, also its ``envelopeHash`` against the
+    layer's exact bytes, as cosign's ``bundleHash`` does (a bundle cannot: it has no envelope bytes)."""
     try:
         doc = jsonstrict.as_object(jsonstrict.loads(body), "body")
         kind, version = jsonstrict.get_str(doc, "kind", "body"), jsonstrict.get_str(doc, "apiVersion", "body")
+        logged = _envelope_hash(doc) if kind == "dsse" else None
     except StrictJsonError as e:
         raise EvidenceError(Reason.TLOG_ENTRY_INVALID, f"attestation entry body: {e}") from e
     if (kind, version) not in _ATTESTATION_ENTRIES:
@@ -106,6 +121,8 @@ def _entry_kind(body: bytes) -> tuple[str, str]:
             Reason.TLOG_ENTRY_INVALID,
             f"entry {kind[:40]!r} {version[:20]!r} is not intoto 0.0.2 or dsse 0.0.1",
         )
+    if logged is not None and logged != ("sha256", hashlib.sha256(envelope_json).hexdigest()):
+        raise EvidenceError(Reason.TLOG_BODY_MISMATCH, "entry envelopeHash is not this layer's sha256")
     return kind, version
 
 
@@ -162,7 +179,7 @@ def verify_attestation_layer(
     if bundle_json is not None:
         entry = parse_rekor_entry(bundle_json)
         verify_set(entry, trust_root)
-        kind, version = _entry_kind(entry.body_bytes)
+        kind, version = _entry_kind(entry.body_bytes, sig.payload)
         check_entry_body(
             kind,
             version,

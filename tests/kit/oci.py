@@ -242,3 +242,26 @@ class DistributionClient:
             }
         )
         return self.push_manifest(repo, tag, manifest, OCI_MANIFEST_MEDIA_TYPE)
+
+
+# --- cosign ≤ 2 attestations: the ``.att`` image (layers from tests/kit/attest.py)
+
+
+def attestation_tag(image_digest: Digest | str) -> str:
+    """The legacy tag cosign stores attestations under: ``sha256-<hex>.att``."""
+    algorithm, _, hexpart = str(image_digest).partition(":")
+    return f"{algorithm}-{hexpart}.att"
+
+
+def push_att_image(
+    registry: Registry, repo: str, image_digest: Digest, layers: Sequence[LayerLike]
+) -> Digest:
+    """Push an ``.att`` image for ``image_digest`` (one DSSE layer per attestation, built like a ``.sig``
+    image: cosign's ``WriteAttestations`` uses the same empty-image base); returns its manifest digest."""
+    image = build_sig_image(layers)
+    registry.push_blob(repo, image.config)
+    for blob in image.blobs:
+        registry.push_blob(repo, blob)
+    return registry.push_manifest(
+        repo, attestation_tag(image_digest), image.manifest, OCI_MANIFEST_MEDIA_TYPE
+    )

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +23,7 @@ from controller.verify import TrustRoot, VerifyOptions
 from controller.verify.attestation import verify_attestation_layer
 from tests.kit.attest import (
     COSIGN_CUSTOM_PREDICATE,
+    DSSE_MEDIA_TYPE,
     SLSA_PROVENANCE_V02,
     KitLayer,
     attest_image,
@@ -41,12 +44,14 @@ from tests.kit.sigstore import (
     ANNOTATION_BUNDLE,
     ANNOTATION_CERTIFICATE,
     ANNOTATION_CHAIN,
+    CosignBundle,
     Identity,
     KeyType,
     SigstoreKit,
     b64,
     generate_key,
 )
+from tests.verify.realdata import bundle_bytes
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 DIGEST = Digest.of(b"the image manifest")
@@ -173,26 +178,28 @@ def test_statement_v1_verifies(kit: SigstoreKit, layer: KitLayer, root: TrustRoo
     assert verify(resign_envelope(kit, layer, statement), root).predicate_type == SLSA_PROVENANCE_V02
 
 
-def test_dsse_v001_entry_verifies(kit: SigstoreKit, layer: KitLayer, root: TrustRoot) -> None:
+def _dsse_body(layer: KitLayer) -> bytes:
     envelope = json.loads(layer.payload)
     statement = base64.b64decode(envelope["payload"])
-    body = go_json(
+    signature = {
+        "signature": envelope["signatures"][0]["sig"],
+        "verifier": b64(layer.annotations[ANNOTATION_CERTIFICATE].encode()),
+    }
+    return go_json(
         {
             "apiVersion": "0.0.1",
             "kind": "dsse",
             "spec": {
                 "envelopeHash": {"algorithm": "sha256", "value": Digest.of(layer.payload).hex},
                 "payloadHash": {"algorithm": "sha256", "value": Digest.of(statement).hex},
-                "signatures": [
-                    {
-                        "signature": envelope["signatures"][0]["sig"],
-                        "verifier": b64(layer.annotations[ANNOTATION_CERTIFICATE].encode()),
-                    }
-                ],
+                "signatures": [signature],
             },
         }
     )
-    assert verify(rebundle_layer(kit, layer, body), root).log_index is not None
+
+
+def test_dsse_v001_entry_verifies(kit: SigstoreKit, layer: KitLayer, root: TrustRoot) -> None:
+    assert verify(rebundle_layer(kit, layer, _dsse_body(layer)), root).log_index is not None
 
 
 # --- the tamper matrix: one change, one reason
@@ -533,3 +540,65 @@ def test_any_body_document_is_entry_invalid(
     with pytest.raises(EvidenceError) as info:
         verify(tampered, root)
     assert info.value.reason in {Reason.TLOG_ENTRY_INVALID, Reason.TLOG_BODY_MISMATCH}
+
+
+# --- a real cosign attestation, as the legacy .att layer cosign v2 (--rekor-entry-type dsse) pushes
+#
+# ../shared/testdata/sigstore-real has no legacy .att layer, but cosign__oci-attestation.sigstore.json
+# is a production cosign attestation whose Rekor entry is dsse 0.0.1 with a SET: the same envelope,
+# certificate and entry that a v2 .att layer carries. Its logged envelopeHash is the sha256 of the
+# exact envelope bytes cosign submitted, and the kit's Go-marshalled envelope reproduces them.
+
+
+def _real_att_layer() -> tuple[Signature, Digest, str]:
+    bundle = json.loads(bundle_bytes("cosign__oci-attestation.sigstore.json"))
+    dsse = bundle["dsseEnvelope"]
+    envelope = envelope_bytes(
+        dsse["payloadType"],
+        base64.b64decode(dsse["payload"]),
+        [base64.b64decode(s["sig"]) for s in dsse["signatures"]],
+    )
+    entry = bundle["verificationMaterial"]["tlogEntries"][0]
+    logged = json.loads(base64.b64decode(entry["canonicalizedBody"]))
+    assert logged["spec"]["envelopeHash"]["value"] == Digest.of(envelope).hex  # byte-exact envelope
+    leaf = x509.load_der_x509_certificate(
+        base64.b64decode(bundle["verificationMaterial"]["certificate"]["rawBytes"])
+    )
+    cosign_bundle = CosignBundle(
+        entry["inclusionPromise"]["signedEntryTimestamp"],
+        entry["canonicalizedBody"],
+        int(entry["integratedTime"]),
+        int(entry["logIndex"]),
+        base64.b64decode(entry["logId"]["keyId"]).hex(),
+    )
+    statement = json.loads(base64.b64decode(dsse["payload"]))
+    annotations = {
+        "dev.cosignproject.cosign/signature": "",
+        ANNOTATION_CERTIFICATE: leaf.public_bytes(serialization.Encoding.PEM).decode(),
+        ANNOTATION_BUNDLE: cosign_bundle.to_json(),
+        "predicateType": statement["predicateType"],
+    }
+    digest = Digest.parse("sha256:" + statement["subject"][0]["digest"]["sha256"])
+    sig = Signature("attestation", envelope, annotations, Digest.of(envelope), "real .att", DSSE_MEDIA_TYPE)
+    return sig, digest, statement["predicateType"]
+
+
+def test_real_cosign_attestation_verifies_as_a_legacy_att_layer(public_good: TrustRoot) -> None:
+    sig, digest, predicate_type = _real_att_layer()
+    verified = verify(sig, public_good, digest=digest, now=datetime.now(UTC))
+    assert (verified.subject, verified.issuer) == ("cody@soyland.com", "https://github.com/login/oauth")
+    assert (verified.kind, verified.predicate_type) == ("attestation", predicate_type)
+    assert verified.integrated_time == datetime(2025, 2, 28, 19, 18, 11, tzinfo=UTC)
+    assert reason(sig, public_good, digest=OTHER, now=datetime.now(UTC)) == Reason.PAYLOAD_DIGEST_MISMATCH
+    respaced = Signature(
+        "attestation", sig.payload + b" ", sig.annotations, sig.layer_digest, "x", DSSE_MEDIA_TYPE
+    )  # the same envelope, other bytes: not the envelope cosign logged
+    assert reason(respaced, public_good, digest=digest, now=datetime.now(UTC)) == Reason.TLOG_BODY_MISMATCH
+
+
+def test_dsse_envelope_hash_must_be_the_layer_bytes(
+    kit: SigstoreKit, layer: KitLayer, root: TrustRoot
+) -> None:
+    body = json.loads(_logged_body(rebundle_layer(kit, layer, _dsse_body(layer))))
+    body["spec"]["envelopeHash"]["value"] = Digest.of(layer.payload + b" ").hex
+    assert reason(rebundle_layer(kit, layer, go_json(body)), root) == Reason.TLOG_BODY_MISMATCH
