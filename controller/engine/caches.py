@@ -10,6 +10,10 @@ Three of them, each keyed by exactly what its value depends on:
 * **verdicts** (the compiled outcome for one image reference in one namespace): the reference as
   written, the namespace, and the generations of everything that could change the answer (cluster
   policies, that namespace's policies and labels, trust roots). A hit is answered on the event loop.
+
+Beside them, :class:`EvaluationMemo` keeps what one compiled policy made of one cached evidence for one
+image (CEL conditions included), so a verdict missed for another reason (the same image in another
+namespace, a label change) does not evaluate it again.
 """
 
 from __future__ import annotations
@@ -75,3 +79,36 @@ class TTLCache(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+class EvaluationMemo(Generic[V]):
+    """Results of a pure evaluation of immutable objects (a compiled policy over cached evidence, for
+    one image), kept by the objects' identities. Each entry holds its objects, so no id is reused while
+    it lives; a policy edit or fresh evidence are new objects, hence new entries. Bounded, LRU."""
+
+    def __init__(self, entries: int) -> None:
+        self._entries = max(0, entries)
+        self._data: OrderedDict[tuple[int, int, str], tuple[object, object, V]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, policy: object, evidence: object, image: str) -> V | None:
+        with self._lock:
+            hit = self._data.get((id(policy), id(evidence), image))
+            if hit is None or hit[0] is not policy or hit[1] is not evidence:
+                return None
+            self._data.move_to_end((id(policy), id(evidence), image))
+            return hit[2]
+
+    def put(self, policy: object, evidence: object, image: str, value: V) -> None:
+        if self._entries == 0:
+            return
+        with self._lock:
+            key = (id(policy), id(evidence), image)
+            self._data[key] = (policy, evidence, value)
+            self._data.move_to_end(key)
+            while len(self._data) > self._entries:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()

@@ -29,16 +29,16 @@ from types import MappingProxyType
 from typing import Final
 
 from controller.config import Settings
-from controller.engine.caches import TTLCache
+from controller.engine.caches import EvaluationMemo, TTLCache
 from controller.engine.lanes import LaneLimits, Lanes
 from controller.engine.roots import Clock, utc_now
 from controller.engine.sources import DECISION_DEADLINE, Job, Sources, trim_detail, want_of
+from controller.engine.verdicts import cluster_ids, decision_of, namespaced_ids, verdict_of
 from controller.errors import ImprimaturError, InputError, Reason
-from controller.model import Decision, Digest, Failure, ImageRef, ImageVerdict
+from controller.model import Decision, Failure, ImageRef, ImageVerdict
 from controller.policy import (
     EMPTY_LABELS,
     AnyPolicy,
-    Combined,
     InvalidPolicy,
     PolicyResult,
     PolicySet,
@@ -87,6 +87,10 @@ class Engine:
         self._verdicts: TTLCache[tuple[object, ...], ImageVerdict] = TTLCache(
             s.verdict_cache_entries, monotonic
         )
+        # one policy over the same cached evidence, e.g. an image in another namespace, is evaluated once
+        self.evaluations: EvaluationMemo[PolicyResult] = EvaluationMemo(
+            s.verdict_cache_entries or s.cache_entries
+        )
         self._refs: dict[str, ImageRef | InputError] = {}
         self._refreshing: set[tuple[object, ...]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None  # where decide() runs: refreshes run there
@@ -97,8 +101,8 @@ class Engine:
         self._cluster_gen = 0
         self._roots_gen = 0
         self._ns_gen: dict[str, int] = {}
-        self._ns_policies = _namespaced_ids(policies)
-        self._cluster_ids = _cluster_ids(policies)
+        self._ns_policies = namespaced_ids(policies)
+        self._cluster_ids = cluster_ids(policies)
 
     # --- runtime updates (the admission layer's indexes call these)
 
@@ -113,13 +117,13 @@ class Engine:
         """
         with self._lock:
             if policies is not None:
-                cluster_ids, ns_ids = _cluster_ids(policies), _namespaced_ids(policies)
-                if cluster_ids != self._cluster_ids:
+                cluster, ns_ids = cluster_ids(policies), namespaced_ids(policies)
+                if cluster != self._cluster_ids:
                     self._cluster_gen += 1
                 for namespace in set(ns_ids) | set(self._ns_policies):
                     if ns_ids.get(namespace) != self._ns_policies.get(namespace):
                         self._ns_gen[namespace] = self._ns_gen.get(namespace, 0) + 1
-                self._policies, self._cluster_ids, self._ns_policies = policies, cluster_ids, ns_ids
+                self._policies, self._cluster_ids, self._ns_policies = policies, cluster, ns_ids
             if trust_roots is not None:
                 new = dict(trust_roots)
                 changed = {n for n in set(new) | set(self._roots) if new.get(n) is not self._roots.get(n)}
@@ -144,6 +148,7 @@ class Engine:
         """Drop every cached tag, evidence and verdict (benchmarks of the cold path; operators' tools)."""
         self.sources.forget()
         self._verdicts.clear()
+        self.evaluations.clear()
 
     @property
     def registry(self) -> RegistryClient:
@@ -187,7 +192,7 @@ class Engine:
             if expires - now < self._refresh_margin(image):
                 self._refresh_soon(key, image, namespace)
             verdicts.append(verdict)
-        return _decision(verdicts)
+        return decision_of(verdicts)
 
     def _refresh_margin(self, image: str) -> float:
         pinned = "@" in image
@@ -266,7 +271,7 @@ class Engine:
             else:
                 detail = f"no decision after {elapsed:.1f}s (the deadline is {limit:g}s)"
                 verdicts.append(ImageVerdict(image, False, Reason.LIMIT_EXCEEDED, detail, transient=True))
-        return _decision(verdicts)
+        return decision_of(verdicts)
 
     async def _decide_one(self, image: str, namespace: str | None, keychain: Keychain | None) -> ImageVerdict:
         key = self._verdict_key(image, namespace)
@@ -321,7 +326,7 @@ class Engine:
             ), forever
         if not scope.cluster and not scope.namespaced:
             combined = combine(image, (), (), default_decision=settings.default_decision)
-            return _verdict(image, combined, None, ()), forever
+            return verdict_of(image, combined, None, ()), forever
 
         # step 3: the digest
         tenant = namespace or CLUSTER_TENANT
@@ -349,7 +354,7 @@ class Engine:
             warnings = (
                 f"{image}: verified at the digest its tag points to now ({digest}); the tag can move",
             )
-        verdict = _verdict(image, combined, digest, warnings)
+        verdict = verdict_of(image, combined, digest, warnings)
         return verdict, (0.0 if verdict.transient else until)
 
     async def _evaluate(self, policy: AnyPolicy, job: Job) -> tuple[PolicyResult, float]:
@@ -366,40 +371,9 @@ class Engine:
             return evaluate_policy(policy, (), (failure,), job.image), forever
         sig_repo = policy.signature_repository or self.settings.signature_repository
         evidence, expires = await self.sources.evidence_for(job, sig_repo, want_of(policy, root))
-        return evaluate_policy(policy, evidence.verified, evidence.failures, job.image), expires
-
-
-# --- helpers
-
-
-def _cluster_ids(policies: PolicySet) -> tuple[int, ...]:
-    return tuple(id(p) for p in policies if p.kind == "ClusterImagePolicy")
-
-
-def _namespaced_ids(policies: PolicySet) -> dict[str, tuple[int, ...]]:
-    out: dict[str, tuple[int, ...]] = {}
-    for p in policies:
-        if p.kind == "ImagePolicy" and p.namespace is not None:
-            out[p.namespace] = (*out.get(p.namespace, ()), id(p))
-    return out
-
-
-def _verdict(
-    image: str, combined: Combined, digest: Digest | None, warnings: tuple[str, ...]
-) -> ImageVerdict:
-    return ImageVerdict(
-        image,
-        combined.allowed,
-        combined.reason,
-        trim_detail(image, combined.detail),
-        digest,
-        combined.policies,
-        combined.matched,
-        (*combined.warnings, *warnings),
-        transient=combined.transient,
-    )
-
-
-def _decision(verdicts: Sequence[ImageVerdict]) -> Decision:
-    warnings = tuple(dict.fromkeys(w for v in verdicts for w in v.warnings))
-    return Decision(allowed=all(v.allowed for v in verdicts), verdicts=tuple(verdicts), warnings=warnings)
+        result = self.evaluations.get(policy, evidence, job.image)  # CEL conditions are the costly part
+        if result is None:
+            result = evaluate_policy(policy, evidence.verified, evidence.failures, job.image)
+            if expires > 0:
+                self.evaluations.put(policy, evidence, job.image, result)
+        return result, expires

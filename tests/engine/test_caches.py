@@ -1,11 +1,11 @@
-"""The engine's TTL LRU: expiry per entry, the bound, and targeted dropping."""
+"""The engine's TTL LRU: expiry per entry, the bound, and targeted dropping; the evaluation memo."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.engine.caches import TTLCache
+from controller.engine.caches import EvaluationMemo, TTLCache
 
 
 class _Clock:
@@ -69,3 +69,19 @@ def test_never_holds_more_than_its_bound_or_an_expired_entry(
     for key, _ in ops:
         hit = cache.get_with_expiry(key)
         assert hit is None or hit[1] > clock.now
+
+
+def test_evaluation_memo_is_keyed_by_the_very_objects() -> None:
+    memo: EvaluationMemo[str] = EvaluationMemo(2)
+    policy, evidence = object(), object()
+    memo.put(policy, evidence, "img", "result")
+    assert memo.get(policy, evidence, "img") == "result"
+    assert memo.get(policy, evidence, "other image") is None
+    assert memo.get(object(), evidence, "img") is None  # an edited policy is a new object
+    assert memo.get(policy, object(), "img") is None  # fresh evidence is a new object
+    memo.put(object(), evidence, "a", "x")
+    memo.put(object(), evidence, "b", "y")  # past the bound: the oldest goes
+    assert memo.get(policy, evidence, "img") is None
+    off: EvaluationMemo[str] = EvaluationMemo(0)
+    off.put(policy, evidence, "img", "result")
+    assert off.get(policy, evidence, "img") is None
