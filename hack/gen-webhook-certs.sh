@@ -117,3 +117,16 @@ done
 patch+="]"
 kubectl patch validatingwebhookconfiguration "$name" --type=json -p "$patch"
 echo "caBundle set on $count webhook(s) of validatingwebhookconfiguration/$name"
+
+# --- pinning: the MutatingWebhookConfiguration (absent when the chart's pinning.mode is off)
+if kubectl get mutatingwebhookconfiguration "$name" >/dev/null 2>&1; then
+  count="$(kubectl get mutatingwebhookconfiguration "$name" -o jsonpath='{range .webhooks[*]}{.name}{"\n"}{end}' | grep -c .)"
+  patch="["
+  for ((i = 0; i < count; i++)); do
+    [ "$i" -gt 0 ] && patch+=","
+    patch+="{\"op\":\"add\",\"path\":\"/webhooks/$i/clientConfig/caBundle\",\"value\":\"$ca_bundle\"}"
+  done
+  patch+="]"
+  [ "$count" -eq 0 ] || kubectl patch mutatingwebhookconfiguration "$name" --type=json -p "$patch"
+  echo "caBundle set on $count webhook(s) of mutatingwebhookconfiguration/$name"
+fi

@@ -35,7 +35,7 @@ def _strip_cert_material(objs: list[Obj]) -> list[Obj]:
             continue
         if obj["kind"] == "Namespace":
             continue
-        if obj["kind"] == "ValidatingWebhookConfiguration":
+        if obj["kind"] in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
             for webhook in obj["webhooks"]:
                 webhook["clientConfig"].pop("caBundle", None)
         kept.append(obj)
@@ -82,15 +82,17 @@ def test_manifests_equal_the_default_chart_but_for_the_documented_differences(
     # ... and the differences are exactly those.
     chart_only = [(o["kind"], o["metadata"]["name"]) for o in default_render if o not in manifests]
     manifests_only = [(o["kind"], o["metadata"]["name"]) for o in manifests if o not in default_render]
-    assert sorted(chart_only) == [("Secret", f"{RELEASE}-tls"), ("ValidatingWebhookConfiguration", RELEASE)]
-    assert sorted(manifests_only) == [("Namespace", NAMESPACE), ("ValidatingWebhookConfiguration", RELEASE)]
+    webhooks = [("MutatingWebhookConfiguration", RELEASE), ("ValidatingWebhookConfiguration", RELEASE)]
+    assert sorted(chart_only) == sorted([("Secret", f"{RELEASE}-tls"), *webhooks])
+    assert sorted(manifests_only) == sorted([("Namespace", NAMESPACE), *webhooks])
 
 
 def test_manifests_carry_no_certificate_material() -> None:
     manifests = _load("imprimatur.yaml")
     assert all(o["kind"] != "Secret" for o in manifests)
-    for webhook in find(manifests, "ValidatingWebhookConfiguration")["webhooks"]:
-        assert "caBundle" not in webhook["clientConfig"]
+    for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+        for webhook in find(manifests, kind)["webhooks"]:
+            assert "caBundle" not in webhook["clientConfig"]
     text = (MANIFESTS / "imprimatur.yaml").read_text(encoding="utf-8")
     assert "BEGIN" not in text
 
