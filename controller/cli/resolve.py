@@ -127,6 +127,8 @@ def _scan(path: str, text: str, default_namespace: str) -> _Manifest:
         index = 0
         while loader.check_node():
             node = loader.get_node()
+            if node is None:  # an empty document
+                continue
             data = loader.construct_document(node)
             index += 1
             if index > MAX_DOCUMENTS:
