@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
+from cel import Context
+
 from controller.errors import Reason
 from controller.model import VerifiedSignature
 from controller.policy.cel import (
@@ -33,6 +35,7 @@ from controller.policy.cel import (
     Statement,
     context_for,
     parse_statement,
+    roots_of,
 )
 
 MAX_CANDIDATES: Final = 8  # attestations of one predicate type examined per entry
@@ -147,22 +150,25 @@ def _check_statement(
         return AttestationFailure(
             Reason.ATTESTATION_INVALID, f"{where}: the statement's subject does not name {sig.digest}"
         )
-    if not entry.conditions:
-        return None
-    try:
-        context = context_for(statement)
-    except Exception as e:  # noqa: BLE001 - a value the engine cannot take fails the conditions
-        return AttestationFailure(
-            Reason.ATTESTATION_CONDITION_FAILED, f"{where}: statement not usable: {type(e).__name__}"
-        )
+    context: Context | None = None
     for condition in entry.conditions:
         cost = condition.estimate(statement)
-        if cost > budget.left:
+        if cost > COST_LIMIT:  # refused by evaluate() without converting the statement
+            outcome = condition.evaluate(statement, None)
+        elif cost > budget.left:
             outcome = ConditionOutcome(
                 False, f"the policy's conditions exceed their total cost limit of {POLICY_COST_LIMIT}"
             )
         else:
             budget.left -= cost
+            if context is None:
+                try:
+                    context = context_for(statement, roots_of(entry.conditions))
+                except Exception as e:  # noqa: BLE001 - a value the engine cannot take fails the conditions
+                    return AttestationFailure(
+                        Reason.ATTESTATION_CONDITION_FAILED,
+                        f"{where}: statement not usable: {type(e).__name__}",
+                    )
             outcome = condition.evaluate(statement, context)
         if not outcome.passed:
             return AttestationFailure(

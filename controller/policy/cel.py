@@ -17,9 +17,14 @@ as Kubernetes does, in three layers:
    :data:`MAX_STATEMENT_DEPTH` deep, parsed once per verdict; its size and longest list are measured.
 3. **Before each evaluation** (:meth:`CelCondition.estimate`): an upper bound on the work, from the
    expression's shape and the statement's measured size, must be at most :data:`COST_LIMIT`; otherwise
-   the condition fails without running. The bound is ``steps * loops * (1 + concatenations * bytes / 256)``
-   where ``steps`` is the token count, ``loops`` the longest list raised to the macro nesting exponent,
-   and the last factor covers operations linear in the data (string operations, equality, ``+``).
+   the condition fails without running, and without converting the statement into the engine's values.
+   The bound is ``steps * loops * (1 + (plus + 1)**2 * string / 16 + (in + plus) * list) + 4000 * nodes``:
+   ``steps`` is the token count, ``loops`` the longest list raised to the macro nesting exponent,
+   ``string`` the longest string (string operations, and ``+``, whose left-nested chains copy
+   quadratically), ``list`` the longest list (``in``, list ``+``), and the last term the conversion of
+   the statement's JSON values. One unit is about 2.5 ns of the engine's time
+   (``benchmarks/cel_engines.py``). Not covered: ``==`` between two whole maps or lists inside a
+   macro, which compares up to the statement's size per step.
 
 Evaluation never raises: every engine error becomes a :class:`ConditionOutcome` that did not pass.
 """
@@ -28,7 +33,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -41,9 +46,11 @@ MAX_LOOP_EXPONENT: Final = 4  # e.g. all() inside map(), or map() inside map(): 
 MAX_STATEMENT_BYTES: Final = 4 * 1024 * 1024  # verify/ bounds a DSSE payload the same way
 MAX_STATEMENT_DEPTH: Final = 64
 COST_LIMIT: Final = 20_000_000  # about 50 ms of the engine's time at worst (benchmarks/cel_engines.py)
-BYTES_PER_STEP: Final = 256  # bytes the engine copies or compares in the time of one interpreter step
+BYTES_PER_STEP: Final = 16  # bytes the engine copies or compares in the time of one cost unit
+UNITS_PER_NODE: Final = 4000  # converting one JSON value into the engine's values (measured: 3-10 us)
 
 ROOT_VARIABLES: Final = frozenset({"predicate", "predicateType", "subject", "statement"})
+_LARGE_ROOTS: Final = frozenset({"predicate", "statement"})
 # Type names read as identifiers (``type(x) == string``).
 _TYPE_NAMES: Final = frozenset(
     {"bool", "bytes", "double", "duration", "int", "list", "map", "null_type", "string", "timestamp", "type"}
@@ -91,6 +98,7 @@ class _Shape:
     loop_exponent: int
     concatenations: int
     bound_names: frozenset[str]
+    memberships: int = 0  # ``in`` operators: linear in a list's length
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +108,8 @@ class Statement:
     variables: Mapping[str, object]
     size: int  # bytes of JSON
     longest_list: int  # the most entries of any list or map in it
+    nodes: int  # JSON values in it
+    longest_string: int = 0  # the most characters of any string in it
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,14 +128,21 @@ class CelCondition:
     message: str
     program: _engine.Program
     shape: _Shape
+    roots: frozenset[str] = ROOT_VARIABLES  # the variables it reads: only those are converted
 
     def estimate(self, statement: Statement) -> int:
         """An upper bound on the work of evaluating this condition over ``statement``."""
         shape = self.shape
         longest = max(statement.longest_list, shape.steps, 1)  # a literal list has < steps entries
         loops = int(longest**shape.loop_exponent)
-        linear = 1 + (shape.concatenations + 1) * math.ceil(statement.size / BYTES_PER_STEP)
-        return shape.steps * loops * linear
+        longest_value = max(statement.longest_string, len(self.expression))  # literals are in the source
+        linear = (
+            1
+            + (shape.concatenations + 1) ** 2 * math.ceil(longest_value / BYTES_PER_STEP)
+            + (shape.memberships + shape.concatenations) * longest
+        )
+        converted = len(self.roots & _LARGE_ROOTS)  # predicateType and subject are small
+        return shape.steps * loops * linear + UNITS_PER_NODE * statement.nodes * converted
 
     def evaluate(self, statement: Statement, context: _engine.Context | None = None) -> ConditionOutcome:
         """True only when the expression is exactly ``true``. Never raises.
@@ -136,7 +153,9 @@ class CelCondition:
         if cost > COST_LIMIT:
             return ConditionOutcome(False, f"estimated cost {cost} exceeds the limit of {COST_LIMIT}")
         try:
-            result = self.program.execute(context if context is not None else context_for(statement))
+            result = self.program.execute(
+                context if context is not None else context_for(statement, self.roots)
+            )
         except Exception as e:  # noqa: BLE001 - an engine error is a failed condition, never a crash
             return ConditionOutcome(False, f"evaluation error: {type(e).__name__}: {str(e)[:200]}")
         if result is True:
@@ -173,12 +192,12 @@ def compile_condition(expression: str, message: str = "") -> CelCondition:
             f"unknown variable(s) {', '.join(strangers[:5])}; "
             f"use {', '.join(sorted(ROOT_VARIABLES))} or a macro's variable"
         )
-    return CelCondition(expression, message, program, shape)
+    return CelCondition(expression, message, program, shape, frozenset(variables) & ROOT_VARIABLES)
 
 
 def _scan(expression: str) -> _Shape:
     """Tokenize just enough to bound the cost: strings skipped, brackets, macros and ``+`` counted."""
-    steps = concatenations = exponent = worst = 0
+    steps = concatenations = memberships = exponent = worst = 0
     bound: set[str] = set()
     stack: list[int] = []  # the loop exponent outside each open bracket
     i, n, previous = 0, len(expression), ""
@@ -195,6 +214,7 @@ def _scan(expression: str) -> _Shape:
             word, i = _word(expression, i - 1)
             k = _skip_space(expression, i)
             if not (previous == "." and word in _MACROS and k < n and expression[k] == "("):
+                memberships += word == "in"
                 previous = word
                 continue
             # a macro call: its brackets multiply the cost of what they hold by a list's length
@@ -219,7 +239,7 @@ def _scan(expression: str) -> _Shape:
             f"comprehension macros nest too deeply (cost grows as a list's length to the power {worst}; "
             f"at most {MAX_LOOP_EXPONENT}, where map and filter count 2 and all, exists, exists_one 1)"
         )
-    return _Shape(steps, worst, concatenations, frozenset(bound - {""}))
+    return _Shape(steps, worst, concatenations, frozenset(bound - {""}), memberships)
 
 
 def _word(expression: str, i: int) -> tuple[str, int]:
@@ -286,7 +306,8 @@ def parse_statement(data: bytes) -> Statement:
         "predicateType": predicate_type,
         "subject": subject,
     }
-    return Statement(variables, len(data), _longest(value))
+    longest, nodes, longest_string = _measure(value)
+    return Statement(variables, len(data), longest, nodes, longest_string)
 
 
 def _refuse_constant(name: str) -> object:
@@ -315,35 +336,48 @@ def _json_depth(data: bytes) -> int:
     return worst
 
 
-def _longest(value: object) -> int:
-    """The most entries of any list or map (an iterative walk; depth is already bounded)."""
-    longest = 0
+def _measure(value: object) -> tuple[int, int, int]:
+    """The most entries of any list or map, the number of values, and the longest string (iterative)."""
+    longest = nodes = longest_string = 0
     pending: list[object] = [value]
     while pending:
         item = pending.pop()
+        nodes += 1
         if isinstance(item, dict):
             longest = max(longest, len(item))
             pending.extend(item.values())
         elif isinstance(item, list):
             longest = max(longest, len(item))
             pending.extend(item)
-    return longest
+        elif isinstance(item, str):
+            longest_string = max(longest_string, len(item))
+    return longest, nodes, longest_string
 
 
-def context_for(statement: Statement) -> _engine.Context:
-    """The engine's variables for ``statement``, converted once. Not thread-safe: one per caller."""
-    return _engine.Context(dict(statement.variables))
+def context_for(statement: Statement, roots: Iterable[str] = ROOT_VARIABLES) -> _engine.Context:
+    """The engine's variables ``roots`` of ``statement``, converted once. Not thread-safe: one per caller."""
+    return _engine.Context({name: statement.variables[name] for name in roots if name in statement.variables})
+
+
+def roots_of(conditions: Sequence[CelCondition]) -> frozenset[str]:
+    """The variables any of ``conditions`` reads."""
+    return frozenset(name for condition in conditions for name in condition.roots)
 
 
 def evaluate_all(conditions: Sequence[CelCondition], statement: Statement) -> tuple[int, ConditionOutcome]:
     """The first condition that does not pass, by index, or ``(-1, passed)`` when all pass. Never raises."""
-    if not conditions:
-        return -1, ConditionOutcome(True)
-    try:
-        context = context_for(statement)
-    except Exception as e:  # noqa: BLE001 - a value the engine cannot convert fails the condition
-        return 0, ConditionOutcome(False, f"statement not usable: {type(e).__name__}: {str(e)[:200]}")
+    context: _engine.Context | None = None
     for index, condition in enumerate(conditions):
+        cost = condition.estimate(statement)
+        if cost > COST_LIMIT:  # refused before the statement is converted
+            return index, ConditionOutcome(False, f"estimated cost {cost} exceeds the limit of {COST_LIMIT}")
+        if context is None:
+            try:
+                context = context_for(statement, roots_of(conditions))
+            except Exception as e:  # noqa: BLE001 - a value the engine cannot convert fails the condition
+                return index, ConditionOutcome(
+                    False, f"statement not usable: {type(e).__name__}: {str(e)[:200]}"
+                )
         outcome = condition.evaluate(statement, context)
         if not outcome.passed:
             return index, outcome
