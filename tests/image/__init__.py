@@ -1,0 +1,1 @@
+"""The shipped image, built with podman and run against the real kube-apiserver (issue 9)."""
