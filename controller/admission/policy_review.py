@@ -117,7 +117,9 @@ class PolicyReview:
             if not entry.ready and missing and keys.compile_as_if_present(body).ready:
                 # only its key Secret is missing: like a TrustRoot's, it may come next in the file
                 names = ", ".join(f"Secret {self.namespace}/{n}[{k}]" for n, k in missing[:4])
-                warnings.append(f"{entry.reason}: {entry.detail}: {names} missing yet; the policy denies"[:1024])
+                warnings.append(
+                    f"{entry.reason}: {entry.detail}: {names} missing yet; the policy denies"[:1024]
+                )
                 return str(entry.reason)
             if not entry.ready:
                 if unchanged:
