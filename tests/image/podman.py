@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -132,10 +131,10 @@ def _security(pod_spec: Obj, container: Obj) -> tuple[list[str], int | None]:
     pod_sc: Obj = dict(pod_spec.get("securityContext") or {})
     sc: Obj = dict(container.get("securityContext") or {})
     args: list[str] = []
+    # A container's own field wins over the pod's, as in Kubernetes.
     user = sc.pop("runAsUser", pod_sc.pop("runAsUser", None))
     group = sc.pop("runAsGroup", pod_sc.pop("runAsGroup", None))
-    non_root = sc.pop("runAsNonRoot", None) or pod_sc.pop("runAsNonRoot", None)
-    pod_sc.pop("runAsNonRoot", None)
+    non_root = sc.pop("runAsNonRoot", pod_sc.pop("runAsNonRoot", None))
     if user is not None:
         args.append(f"--user={user}:{group if group is not None else user}")
     if non_root and (user is None or int(user) == 0):
@@ -143,7 +142,7 @@ def _security(pod_spec: Obj, container: Obj) -> tuple[list[str], int | None]:
     fs_group = pod_sc.pop("fsGroup", None)
     if fs_group is not None:
         args.append(f"--group-add={fs_group}")
-    seccomp = pod_sc.pop("seccompProfile", None) or sc.pop("seccompProfile", None)
+    seccomp = sc.pop("seccompProfile", pod_sc.pop("seccompProfile", None))
     if seccomp is not None and seccomp.get("type") != "RuntimeDefault":
         raise ImageError(f"seccompProfile {seccomp}: only RuntimeDefault (podman's default profile) is known")
     if sc.pop("readOnlyRootFilesystem", False):
@@ -271,7 +270,3 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float, alive: Call
         if time.monotonic() > deadline:
             raise ImageError(f"not {what} within {timeout}s")
         time.sleep(0.2)
-
-
-def have_podman() -> bool:
-    return shutil.which("podman") is not None
