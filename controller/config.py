@@ -137,3 +137,93 @@ def read_bounded_file(path: Path, max_bytes: int, what: str) -> bytes:
     if len(data) > max_bytes:
         raise PolicyError(Reason.CONFIG_INVALID, f"{what} {path}: larger than {max_bytes} bytes")
     return data
+
+
+# --- background re-verification and reports (issue 8): a block of its own
+
+
+ReportFormatSetting = Literal["auto", "wgpolicyk8s", "openreports", "both", "off"]
+_REPORT_FORMAT_SETTINGS: tuple[ReportFormatSetting, ...] = (
+    "auto",
+    "wgpolicyk8s",
+    "openreports",
+    "both",
+    "off",
+)
+MAX_EXCLUDED_NAMESPACES = 256
+
+
+@dataclass(frozen=True, slots=True)
+class BackgroundSettings:
+    """The background loop: how often, how much per cycle, and where its reports go.
+
+    ``report_format``: ``auto`` writes PolicyReports, and OpenReports Reports too where the cluster
+    serves ``openreports.io/v1alpha1``; ``wgpolicyk8s``/``openreports``/``both`` ask explicitly;
+    ``off`` writes none (Events and gauges still are)."""
+
+    enabled: bool = True
+    period_seconds: float = 3600.0
+    debounce_seconds: float = 5.0  # after a policy or trust-root change, before the cycle starts
+    max_concurrent: int = 2  # uncached decisions in flight at once: the most slots it takes from admission
+    max_uncached: int = 500  # uncached images decided per cycle, in all
+    max_uncached_per_namespace: int = 50
+    max_images_per_namespace: int = 5000
+    cycle_seconds: float = 300.0  # a cycle's time budget; what is left undecided is reported LimitExceeded
+    decision_timeout_seconds: float = 30.0  # per uncached image
+    page_size: int = 500  # objects per list call
+    max_objects: int = 50_000  # objects read per resource per cycle
+    report_format: ReportFormatSetting = "auto"
+    max_results: int = 1000  # per report
+    exclude_namespaces: tuple[str, ...] = ("kube-system",)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> BackgroundSettings:
+        def number(name: str, default: float, low: float, high: float) -> float:
+            raw = environ.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                value = float(raw)
+            except ValueError as e:
+                raise PolicyError(Reason.CONFIG_INVALID, f"{name}={raw!r} is not a number") from e
+            if not low <= value <= high:
+                raise PolicyError(Reason.CONFIG_INVALID, f"{name}={raw!r} is outside [{low}, {high}]")
+            return value
+
+        enabled = (environ.get("IMPRIMATUR_BACKGROUND_ENABLED") or "true").lower()
+        if enabled not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise PolicyError(Reason.CONFIG_INVALID, f"IMPRIMATUR_BACKGROUND_ENABLED={enabled!r}")
+        fmt = environ.get("IMPRIMATUR_REPORT_FORMAT") or "auto"
+        if fmt not in _REPORT_FORMAT_SETTINGS:
+            raise PolicyError(
+                Reason.CONFIG_INVALID,
+                f"IMPRIMATUR_REPORT_FORMAT={fmt!r}: one of {', '.join(_REPORT_FORMAT_SETTINGS)}",
+            )
+        excluded = tuple(
+            n.strip()
+            for n in (environ.get("IMPRIMATUR_EXCLUDE_NAMESPACES") or "kube-system").split(",")
+            if n.strip()
+        )
+        if len(excluded) > MAX_EXCLUDED_NAMESPACES:
+            raise PolicyError(
+                Reason.CONFIG_INVALID, f"IMPRIMATUR_EXCLUDE_NAMESPACES: more than {MAX_EXCLUDED_NAMESPACES}"
+            )
+        return cls(
+            enabled=enabled in ("1", "true", "yes", "on"),
+            period_seconds=number("IMPRIMATUR_BACKGROUND_PERIOD_SECONDS", 3600.0, 10, 7 * 86400),
+            debounce_seconds=number("IMPRIMATUR_BACKGROUND_DEBOUNCE_SECONDS", 5.0, 0, 600),
+            max_concurrent=int(number("IMPRIMATUR_BACKGROUND_MAX_CONCURRENT", 2, 1, 64)),
+            max_uncached=int(number("IMPRIMATUR_BACKGROUND_MAX_UNCACHED", 500, 0, 1_000_000)),
+            max_uncached_per_namespace=int(
+                number("IMPRIMATUR_BACKGROUND_MAX_UNCACHED_PER_NAMESPACE", 50, 0, 1_000_000)
+            ),
+            max_images_per_namespace=int(
+                number("IMPRIMATUR_BACKGROUND_MAX_IMAGES_PER_NAMESPACE", 5000, 1, 1_000_000)
+            ),
+            cycle_seconds=number("IMPRIMATUR_BACKGROUND_CYCLE_SECONDS", 300.0, 1, 86400),
+            page_size=int(number("IMPRIMATUR_BACKGROUND_PAGE_SIZE", 500, 1, 5000)),
+            max_objects=int(number("IMPRIMATUR_BACKGROUND_MAX_OBJECTS", 50_000, 1, 10_000_000)),
+            report_format=next(f for f in _REPORT_FORMAT_SETTINGS if f == fmt),
+            max_results=int(number("IMPRIMATUR_REPORT_MAX_RESULTS", 1000, 1, 5000)),
+            exclude_namespaces=excluded,
+        )

@@ -167,6 +167,22 @@ class AdmissionMetrics:
         )
         self.policies = Gauge("imprimatur_policies", "Policies known, by state.", ("state",))
         self.trust_roots = Gauge("imprimatur_trust_roots", "Custom trust roots known, by state.", ("state",))
+        # --- background re-verification (issue 8: controller/admission/background.py)
+        self.running_images = Gauge(
+            "imprimatur_running_images",
+            "Distinct running images (per namespace) at the last background cycle, by verdict and reason.",
+            ("verdict", "reason"),
+        )
+        self.background_cycle_seconds = Gauge(
+            "imprimatur_background_cycle_duration_seconds", "Wall time of the last background cycle."
+        )
+        self.background_cycle_time = Gauge(
+            "imprimatur_background_last_cycle_timestamp_seconds", "When the last background cycle ended (Unix)."
+        )
+        self.background_images_checked = Gauge(
+            "imprimatur_background_images_checked", "Distinct (namespace, image) pairs the last cycle decided."
+        )
+        # --- end background
         self.policies_loaded.set(0)
         for state in ("ready", "invalid"):
             self.policies.set(0, state=state)
@@ -181,6 +197,10 @@ class AdmissionMetrics:
             self.policies_loaded,
             self.policies,
             self.trust_roots,
+            self.running_images,  # background (issue 8)
+            self.background_cycle_seconds,
+            self.background_cycle_time,
+            self.background_images_checked,
         ):
             lines.extend(metric.render())
         return "\n".join(lines) + "\n"

@@ -35,6 +35,7 @@ from typing import Any, Final
 
 import kopf
 
+from controller.admission.background import BackgroundScan
 from controller.admission.handlers import Admission
 from controller.admission.kube import KubeReader
 from controller.admission.log_filters import quiet_admission_denials
@@ -335,7 +336,12 @@ LoginFn = Callable[..., Any]
 
 
 def build_registry(
-    admission: Admission, loader: Loader, *, login: LoginFn | None = None, pinning: Pinning | None = None
+    admission: Admission,
+    loader: Loader,
+    *,
+    login: LoginFn | None = None,
+    pinning: Pinning | None = None,
+    background: BackgroundScan | None = None,
 ) -> kopf.OperatorRegistry:
     """A fresh kopf registry with every handler bound to ``admission`` and ``loader`` (no global state)."""
     registry = kopf.OperatorRegistry()
@@ -392,7 +398,23 @@ def build_registry(
     kopf.on.startup(id="trust-root-refresh", registry=registry)(loader.on_startup)
     kopf.on.cleanup(id="trust-root-refresh-stop", registry=registry)(loader.on_cleanup)
     kopf.on.probe(id="policies", registry=registry)(loader.probe)
+    if background is not None:
+        register_background(registry, background)
     return registry
+
+
+# --- background re-verification (issue 8): a block of its own
+
+
+def register_background(registry: kopf.OperatorRegistry, background: BackgroundScan) -> None:
+    """The loop starts and stops with the operator; any event of a policy or trust root (the objects
+    the Loader indexes) asks for a cycle, debounced by the loop."""
+    for plural in ("clusterimagepolicies", "imagepolicies", "trustroots"):
+        kopf.on.event(GROUP, VERSION, plural, id=f"background-{plural}", registry=registry)(
+            background.on_change
+        )
+    kopf.on.startup(id="background", registry=registry)(background.on_startup)
+    kopf.on.cleanup(id="background-stop", registry=registry)(background.on_cleanup)
 
 
 def configure_settings(

@@ -26,6 +26,7 @@ import aiohttp.web
 import kopf
 import yaml
 
+from controller.admission.background import BackgroundScan, build_background
 from controller.admission.credentials import CredentialResolver
 from controller.admission.handlers import Admission
 from controller.admission.kube import KubeReader, KubernetesReader
@@ -53,7 +54,7 @@ from controller.admission.webhook import (
     ServingTLS,
     WebhookServer,
 )
-from controller.config import Settings, read_bounded_file
+from controller.config import BackgroundSettings, Settings, read_bounded_file
 from controller.engine import Engine, builtin_trust_roots
 from controller.errors import ImprimaturError, PolicyError, Reason
 from controller.policy import PolicySet
@@ -82,6 +83,7 @@ class Controller:
     loader: Loader
     server: WebhookServer
     pinning: Pinning | None = None  # the mutating webhooks (digest pinning)
+    background: BackgroundScan | None = None  # background re-verification and reports (issue 8)
 
     def close(self) -> None:
         self.state.engine.close()
@@ -308,7 +310,11 @@ async def serve_cluster(
 ) -> None:
     """Run the kopf operator (indexes, status, probes) with our webhook server, until stopped."""
     registry = build_registry(
-        controller.admission, controller.loader, login=login, pinning=controller.pinning
+        controller.admission,
+        controller.loader,
+        login=login,
+        pinning=controller.pinning,
+        background=controller.background,
     )
     settings = kopf.OperatorSettings()
     configure_settings(settings, controller.server, standalone=controller.options.standalone)
@@ -362,6 +368,14 @@ def run(policy_files: list[str]) -> int:
         settings = Settings.from_env(os.environ)
         reader = None if policy_files else KubernetesReader.from_environment()
         controller = build_controller(options, settings, reader=reader)
+        if not policy_files:  # background re-verification needs a cluster (issue 8)
+            controller.background = build_background(
+                controller.state,
+                controller.metrics,
+                BackgroundSettings.from_env(os.environ),
+                loader_namespace=controller.loader.namespace,
+                namespace_labels=lambda: controller.loader.namespaces.current,
+            )
     except ImprimaturError as e:
         sys.stderr.write(f"imprimatur serve: {e.reason}: {e.detail}\n")
         return EXIT_CONFIG
