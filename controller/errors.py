@@ -26,6 +26,7 @@ class Reason(StrEnum):
     NO_MATCHING_POLICY = "NoMatchingPolicy"
     POLICIES_NOT_LOADED = "PoliciesNotLoaded"
     DIGEST_REQUIRED = "DigestRequired"
+    EXCEPTION_GRANTED = "ExceptionGranted"  # allowed: an ImagePolicyException admits it (not a denial)
 
     # --- discovery
     SIGNATURE_NOT_FOUND = "SignatureNotFound"

@@ -196,6 +196,22 @@ class Failure:
 
 
 @dataclass(frozen=True, slots=True)
+class ExceptionGrant:
+    """Issue 8: an ImagePolicyException that admitted an image which the policies deny.
+
+    ``creator`` is what the decision log records as who created it (see
+    :mod:`controller.policy.exceptions` for what is trusted); ``denied`` is the verdict it overrode.
+    """
+
+    namespace: str
+    name: str
+    expires: datetime
+    reason: str
+    creator: str
+    denied: Reason
+
+
+@dataclass(frozen=True, slots=True)
 class ImageVerdict:
     """The decision for one image: allowed or not, with the reason, the signer and the policies used."""
 
@@ -208,6 +224,10 @@ class ImageVerdict:
     signers: tuple[VerifiedSignature, ...] = ()
     warnings: tuple[str, ...] = ()
     transient: bool = False
+    # --- issue 8: the exception that admitted it, if one did; and the wall-clock instant (the
+    # engine's clock) from which this verdict no longer holds (a warn-mode policy's enforceAfter)
+    exception: ExceptionGrant | None = None
+    valid_until: datetime | None = None
 
     def message(self) -> str:
         """``Reason: image: detail``: the admission-message contract."""

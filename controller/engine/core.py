@@ -25,6 +25,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
 from types import MappingProxyType
 from typing import Final
 
@@ -45,6 +47,13 @@ from controller.policy import (
     combine,
     evaluate_invalid,
     evaluate_policy,
+)
+from controller.policy.deadline import next_change, policy_at  # issue 8
+from controller.policy.exceptions import (  # issue 8
+    EMPTY_EXCEPTIONS,
+    ExceptionSet,
+    apply_exceptions,
+    forbidden_in,
 )
 from controller.registry import Keychain, RegistryClient, parse_reference
 from controller.verify import TrustRoot
@@ -103,6 +112,7 @@ class Engine:
         self._ns_gen: dict[str, int] = {}
         self._ns_policies = namespaced_ids(policies)
         self._cluster_ids = cluster_ids(policies)
+        self._exceptions = EMPTY_EXCEPTIONS  # issue 8
 
     # --- runtime updates (the admission layer's indexes call these)
 
@@ -168,6 +178,41 @@ class Engine:
     def close(self) -> None:
         self.lanes.close()
 
+    # --- issue 8: ImagePolicyExceptions and the decision time (controller/policy/exceptions.py)
+
+    def now(self) -> datetime:
+        """The decision time: the injected clock (exceptions' expiry, warn-mode deadlines)."""
+        return self._clock()
+
+    def use_clock(self, clock: Clock) -> None:
+        """Replace the decision clock (tests); registry reads and verification keep their own."""
+        self._clock = clock
+
+    def set_exceptions(self, exceptions: ExceptionSet) -> None:
+        """Swap the valid exceptions. Cached verdicts never include a grant, so nothing is dropped."""
+        self._exceptions = exceptions
+
+    def grant_exceptions(
+        self, decision: Decision, namespace: str | None, labels: Mapping[str, str]
+    ) -> Decision:
+        """``decision`` with every denial that an active exception of ``namespace`` covers (for an
+        object labelled ``labels``) allowed as ``ExceptionGranted``. Checked against the clock at every
+        call and never cached, so a grant ends exactly at the exception's expiry."""
+        exceptions = self._exceptions
+        if decision.allowed or not exceptions.in_namespace(namespace):
+            return decision
+        ns_labels = self._labels.get(namespace, EMPTY_LABELS) if namespace is not None else EMPTY_LABELS
+        forbidden = forbidden_in(self._policies, namespace, ns_labels)
+        verdicts = apply_exceptions(
+            decision.verdicts,
+            exceptions,
+            namespace=namespace,
+            labels=labels,
+            now=self._clock(),
+            forbidden=forbidden,
+        )
+        return decision_of(verdicts)
+
     # --- decisions
 
     def _verdict_key(self, image: str, namespace: str | None) -> tuple[object, ...]:
@@ -189,6 +234,8 @@ class Engine:
             if hit is None:
                 return None
             verdict, expires = hit
+            if verdict.valid_until is not None and self._clock() >= verdict.valid_until:
+                return None  # issue 8: a warn-mode policy's deadline has passed
             if expires - now < self._refresh_margin(image):
                 self._refresh_soon(key, image, namespace)
             verdicts.append(verdict)
@@ -276,7 +323,7 @@ class Engine:
     async def _decide_one(self, image: str, namespace: str | None, keychain: Keychain | None) -> ImageVerdict:
         key = self._verdict_key(image, namespace)
         cached = self._verdicts.get(key)
-        if cached is not None:
+        if cached is not None and (cached.valid_until is None or self._clock() < cached.valid_until):
             return cached
         try:
             verdict, expires = await self._verify_image(image, namespace, keychain)
@@ -341,6 +388,7 @@ class Engine:
 
         # steps 4-6, per policy: evidence is shared between policies that ask for the same
         policies: list[AnyPolicy] = [*scope.cluster, *scope.namespaced]
+        decided_at = self._clock()  # issue 8: before evaluating, so a deadline between is not missed
         if len(policies) == 1:  # the common case, without a task per policy
             evaluated = [await self._evaluate(policies[0], job)]
         else:
@@ -355,12 +403,18 @@ class Engine:
                 f"{image}: verified at the digest its tag points to now ({digest}); the tag can move",
             )
         verdict = verdict_of(image, combined, digest, warnings)
+        # issue 8: a warn-mode policy's enforceAfter ends the verdict (wall clock, and monotonic)
+        change = next_change(policies, decided_at)
+        if change is not None:
+            verdict = replace(verdict, valid_until=change)
+            until = min(until, self._monotonic() + max(0.0, (change - self._clock()).total_seconds()))
         return verdict, (0.0 if verdict.transient else until)
 
     async def _evaluate(self, policy: AnyPolicy, job: Job) -> tuple[PolicyResult, float]:
         forever = self._monotonic() + self.settings.cache_ttl_seconds
         if isinstance(policy, InvalidPolicy):
             return evaluate_invalid(policy, job.image), forever
+        policy = policy_at(policy, self._clock())  # issue 8: warn, or past its enforceAfter, enforce
         root = self._roots.get(policy.trust_root)
         if root is None:
             failure = Failure(

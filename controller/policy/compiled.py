@@ -12,7 +12,8 @@ Cosign searches instead, so its ``gmail.*`` also matches ``gmail.attacker.com``;
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from types import MappingProxyType
 from typing import Final, Literal
 
@@ -112,6 +113,12 @@ class CompiledPolicy:
     signature_repository: str | None = None
     scope: NamespaceScope = UNSCOPED
     attestations: tuple[CompiledAttestation, ...] = ()
+    # --- issue 8 (controller/policy/deadline.py): warn until enforce_after, then ``enforced``, the
+    # same policy in enforce mode (built once, so memoised results by identity keep the phases apart);
+    # and whether an ImagePolicyException may admit what this ClusterImagePolicy governs.
+    enforce_after: datetime | None = None
+    enforced: CompiledPolicy | None = field(default=None, compare=False, repr=False)
+    exceptions_forbidden: bool = False
 
     @property
     def label(self) -> str:
@@ -192,7 +199,7 @@ def compile_document(doc: PolicyDocument, resolver: SecretResolver = no_secrets)
         _compile_attestation(label, spec, f"spec.attestations[{i}]", identities, resolver)
         for i, spec in enumerate(doc.spec.attestations)
     )
-    return CompiledPolicy(
+    policy = CompiledPolicy(
         name=doc.name,
         kind=doc.kind,
         namespace=doc.namespace,
@@ -205,7 +212,12 @@ def compile_document(doc: PolicyDocument, resolver: SecretResolver = no_secrets)
         signature_repository=doc.spec.signature_repository,
         scope=doc.spec.scope,
         attestations=attestations,
+        enforce_after=doc.spec.enforce_after,  # issue 8
+        exceptions_forbidden=doc.spec.exceptions == "forbidden",  # issue 8
     )
+    if policy.mode == "warn" and policy.enforce_after is not None:  # issue 8: its enforcing form
+        policy = replace(policy, enforced=replace(policy, mode="enforce"))
+    return policy
 
 
 def _compile_any_identity(

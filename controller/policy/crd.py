@@ -15,11 +15,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import MappingProxyType
 from typing import Final, Literal
 
 from controller.errors import PolicyError, Reason
 from controller.model import FULCIO_CLAIM_NAMES
+from controller.policy.deadline import TimestampError, parse_timestamp  # issue 8
 from controller.policy.evidence_spec import (
     AttestationSpec,
     KeyIdentitySpec,
@@ -34,6 +36,7 @@ API_VERSION: Final = "imprimatur.dev/v1alpha1"
 PolicyKind = Literal["ClusterImagePolicy", "ImagePolicy"]
 Mode = Literal["enforce", "warn"]
 TlogMode = Literal["required", "optional"]
+ExceptionsSetting = Literal["allowed", "forbidden"]  # issue 8: may an ImagePolicyException apply?
 
 POLICY_KINDS: Final[tuple[PolicyKind, ...]] = ("ClusterImagePolicy", "ImagePolicy")
 DEFAULT_TRUST_ROOT: Final = "public-good"
@@ -68,6 +71,8 @@ _SPEC_FIELDS: Final = frozenset(
 )
 # --- issue 7: signatures vs attestations (controller/policy/evidence_spec.py)
 _EVIDENCE_SPEC_FIELDS: Final = frozenset({"attestations"})
+# --- issue 8: warn with a deadline, and exceptions (controller/policy/deadline.py, exceptions.py)
+_DEADLINE_SPEC_FIELDS: Final = frozenset({"enforceAfter", "exceptions"})
 _SCOPE_FIELDS: Final = ("namespaces", "namespaceSelector")
 _IDENTITY_FIELDS: Final = frozenset({"issuer", "issuerRegExp", "subject", "subjectRegExp", "claims"})
 _NAME_RE: Final = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
@@ -122,6 +127,8 @@ class PolicySpec:
     signature_repository: str | None = None
     scope: NamespaceScope = UNSCOPED
     attestations: tuple[AttestationSpec[AnyIdentitySpec], ...] = ()  # issue 7
+    enforce_after: datetime | None = None  # issue 8: mode warn only; enforced from this instant
+    exceptions: ExceptionsSetting = "allowed"  # issue 8: ClusterImagePolicy only
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +253,7 @@ def parse_policy(doc: Mapping[str, object]) -> PolicyDocument:
 
 
 def _parse_spec(reader: _Reader, value: object, kind: PolicyKind) -> PolicySpec:
-    spec = reader.strict_mapping(value, "spec", _SPEC_FIELDS | _EVIDENCE_SPEC_FIELDS)
+    spec = reader.strict_mapping(value, "spec", _SPEC_FIELDS | _EVIDENCE_SPEC_FIELDS | _DEADLINE_SPEC_FIELDS)
     scope = parse_namespace_scope(reader.label, kind, spec)
 
     images: list[ImageGlobSpec] = []
@@ -308,7 +315,37 @@ def _parse_spec(reader: _Reader, value: object, kind: PolicyKind) -> PolicySpec:
         attestations=parse_attestations(
             reader, spec.get("attestations"), lambda entry, path: _parse_identity(reader, entry, path)
         ),
+        enforce_after=_parse_enforce_after(reader, spec, mode_value),
+        exceptions=_parse_exceptions_setting(reader, spec, kind),
     )
+
+
+# --- issue 8: spec.enforceAfter (warn mode only) and spec.exceptions (ClusterImagePolicy only)
+
+
+def _parse_enforce_after(reader: _Reader, spec: Mapping[str, object], mode: object) -> datetime | None:
+    raw = spec.get("enforceAfter")
+    if raw is None:
+        return None
+    if mode != "warn":
+        raise reader.fail("spec.enforceAfter", "only a warn-mode policy has a deadline (mode: warn)")
+    try:
+        return parse_timestamp(raw)
+    except TimestampError as e:
+        raise reader.fail("spec.enforceAfter", str(e)) from e
+
+
+def _parse_exceptions_setting(
+    reader: _Reader, spec: Mapping[str, object], kind: PolicyKind
+) -> ExceptionsSetting:
+    raw = spec.get("exceptions")
+    if raw is None:
+        return "allowed"
+    if kind == "ImagePolicy":
+        raise reader.fail("spec.exceptions", "only a ClusterImagePolicy may forbid exceptions")
+    if raw not in ("allowed", "forbidden"):
+        raise reader.fail("spec.exceptions", f"must be 'allowed' or 'forbidden', not {raw!r:.80}")
+    return "forbidden" if raw == "forbidden" else "allowed"
 
 
 def parse_namespace_scope(label: str, kind: PolicyKind, spec: Mapping[str, object]) -> NamespaceScope:

@@ -34,6 +34,7 @@ from controller.model import Failure, VerifiedSignature
 from controller.policy.attestations import check_attestations, signer_of
 from controller.policy.compiled import CompiledPolicy
 from controller.policy.crd import Mode
+from controller.policy.deadline import deadline_note  # issue 8
 
 MAX_DETAIL_LENGTH: Final = 1024
 MAX_SIGNERS_LISTED: Final = 5
@@ -180,7 +181,10 @@ def _failed(
             passed=True,
             reason=reason,
             detail=detail,
-            warnings=(_bound(f"{policy.label} (warn mode): {reason}: {image}: {detail}"),),
+            warnings=(
+                _bound(f"{policy.label} (warn mode): {reason}: {image}: {detail}")
+                + deadline_note(policy),  # issue 8: " (enforced from <enforceAfter>)", never cut off
+            ),
             mode=policy.mode,
             transient=transient,
         )
