@@ -22,7 +22,9 @@ refuses (``tests/verify/test_oracle.py`` compares the two case by case). The fir
 6. every RFC 3161 timestamp verifies over the signature with a trusted TSA (:mod:`.timestamp`)
                                                                  -> TimestampInvalid
 7. the signing times: a SET-covered integratedTime and the TSA times; at least one unless no tlog
-   was required; none later than ``now``                         -> TimestampInvalid
+   was required; none later than ``now``                         -> TimestampInvalid;
+   the log key of an entry without a SET (Rekor v2) is valid at every signing time
+                                                                 -> TlogEntryInvalid
 8. the certificate path (:mod:`.chain`) and the leaf are valid at every signing time
                                                                  -> CertificateChainInvalid /
                                                                     CertificateNotValidAtSigningTime
@@ -44,7 +46,7 @@ from controller.errors import EvidenceError, Reason
 from controller.model import Digest, EvidenceKind, Signature, VerifiedSignature
 from controller.verify import dsse
 from controller.verify.bundle_model import Bundle, parse_bundle
-from controller.verify.bundle_tlog import VerifiedEntry, verify_entries
+from controller.verify.bundle_tlog import VerifiedEntry, check_log_validity, verify_entries
 from controller.verify.certificate import Leaf, check_leaf_profile
 from controller.verify.chain import verify_chain
 from controller.verify.identity import extract_identity
@@ -199,6 +201,7 @@ def _verify(
             )
         _warn(warnings, source, "no signed time; the certificate is checked at the current time")
         times = [now]
+    check_log_validity(entries, times)  # 7
     subject = issuer = key_id = ""
     claims: dict[str, str] = {}
     if signer.leaf is not None:

@@ -14,7 +14,9 @@ Each entry must, in order:
 5e. have a SET or an inclusion proof (bundle v0.2+ require the proof at parse time)
 
 Rekor v2 entries (``0.0.2``) have no SET and no integrated time: their time comes from RFC 3161
-timestamps (step 6).
+timestamps (step 6). Such an entry's log key must then be valid, by its trust-root ``validFor``,
+at every verified signing time (:func:`check_log_validity`, as sigstore-go checks a log at the TSA
+time)                                                                   -> TlogEntryInvalid
 """
 
 from __future__ import annotations
@@ -32,16 +34,21 @@ from controller.verify.entries import check_entry_body
 from controller.verify.keyed import VerificationKey
 from controller.verify.merkle import leaf_hash, verify_inclusion
 from controller.verify.tlog import RekorEntry, verify_set
-from controller.verify.trustroot import TransparencyLog, TrustRoot
+from controller.verify.trustroot import TransparencyLog, TrustRoot, ValidityPeriod
 
 
 @dataclass(frozen=True, slots=True)
 class VerifiedEntry:
-    """A tlog entry that verified; ``integrated_at`` is set only when a SET covers it."""
+    """A tlog entry that verified; ``integrated_at`` is set only when a SET covers it.
+
+    ``windows`` are the trust-root validity periods of the log keys that signed its checkpoint
+    (empty when none did: a v0.1 entry covered by its SET alone).
+    """
 
     log_index: int
     log_id_hex: str
     integrated_at: datetime | None
+    windows: tuple[ValidityPeriod, ...] = ()
 
 
 def _invalid(detail: str) -> EvidenceError:
@@ -63,11 +70,14 @@ def _verify_promise(entry: TlogEntry, promise: bytes, trust_root: TrustRoot) -> 
     return rekor_entry.integrated_at
 
 
-def _verify_proof(entry: TlogEntry, logs: tuple[TransparencyLog, ...], trust_root: TrustRoot) -> None:
-    """5d: the Merkle path to the root, and the root in a checkpoint the log signed."""
+def _verify_proof(
+    entry: TlogEntry, logs: tuple[TransparencyLog, ...], trust_root: TrustRoot
+) -> tuple[ValidityPeriod, ...]:
+    """5d: the Merkle path to the root, and the root in a checkpoint the log signed; the validity
+    periods of the log keys that signed it."""
     proof = entry.inclusion_proof
     if proof is None:
-        return
+        return ()
     verify_inclusion(
         leaf_hash=leaf_hash(entry.body),
         index=proof.log_index,
@@ -78,8 +88,9 @@ def _verify_proof(entry: TlogEntry, logs: tuple[TransparencyLog, ...], trust_roo
     if proof.checkpoint is None:
         if entry.signed_entry_timestamp is None:
             raise _invalid("inclusion proof without a checkpoint and no SET")
-        return  # a v0.1 entry: the SET is its log's promise; the proof is checked as far as it goes
+        return ()  # a v0.1 entry: the SET is its log's promise; the proof is checked as far as it goes
     first_error: EvidenceError | None = None
+    windows: list[ValidityPeriod] = []
     for log in logs:
         try:
             checkpoint = verify_checkpoint(proof.checkpoint, trust_root, log=log)
@@ -88,8 +99,10 @@ def _verify_proof(entry: TlogEntry, logs: tuple[TransparencyLog, ...], trust_roo
             continue
         if checkpoint.size != proof.tree_size or checkpoint.root_hash != proof.root_hash:
             raise _invalid("the checkpoint is not the inclusion proof's tree (size or root hash)")
-        return
-    raise first_error or _invalid("no log key signed the checkpoint")
+        windows.append(log.valid_for)
+    if not windows:
+        raise first_error or _invalid("no log key signed the checkpoint")
+    return tuple(windows)
 
 
 def _check_body(
@@ -129,8 +142,8 @@ def _verify_entry(
         integrated_at = _verify_promise(entry, entry.signed_entry_timestamp, trust_root)
     elif entry.inclusion_proof is None:  # 5e
         raise _invalid("tlog entry has neither an inclusion promise nor an inclusion proof")
-    _verify_proof(entry, logs, trust_root)  # 5d
-    return VerifiedEntry(entry.log_index, entry.log_id.hex(), integrated_at)
+    windows = _verify_proof(entry, logs, trust_root)  # 5d
+    return VerifiedEntry(entry.log_index, entry.log_id.hex(), integrated_at, windows)
 
 
 def verify_entries(
@@ -141,3 +154,19 @@ def verify_entries(
         _verify_entry(entry, bundle, digest=digest, leaf=leaf, key=key, trust_root=trust_root)
         for entry in bundle.tlog_entries
     )
+
+
+def check_log_validity(entries: tuple[VerifiedEntry, ...], times: list[datetime]) -> None:
+    """An entry without a SET (Rekor v2) has a log key valid at every signing time ``times``
+    (its checkpoint's signer's trust-root ``validFor``, inclusive at the end) -> else TlogEntryInvalid.
+
+    A SET-covered entry was checked at its integrated time in 5c.
+    """
+    for entry in entries:
+        if entry.integrated_at is not None:
+            continue
+        for when in times:
+            if not any(window.contains(when) for window in entry.windows):
+                raise _invalid(
+                    f"log key {entry.log_id_hex[:16]}... is not valid at the signing time {when.isoformat()}"
+                )

@@ -391,6 +391,7 @@ def build_bundle(
     sign_time: datetime | None = None,
     mutate_body: Callable[[dict[str, Any]], None] | None = None,
     signature: bytes | None = None,
+    body_signer: Leaf | SigningKey | None = None,
 ) -> dict[str, JSONValue]:
     """A bundle for ``content`` signed by ``signer`` (a Fulcio leaf, or a key for a key-signed one).
 
@@ -398,7 +399,8 @@ def build_bundle(
     hashedrekord for a message, dsse for an envelope; ``"intoto"`` 0.0.2 with Rekor v1;
     ``"hashedrekord"`` over the PAE with Rekor v2). ``inclusion_promise`` defaults to Rekor v1;
     ``timestamps`` (RFC 3161 tokens) defaults to 1 with Rekor v2, else 0. ``chain`` adds the
-    intermediate to a v0.1/v0.2 chain. ``signature`` replaces the computed signature.
+    intermediate to a v0.1/v0.2 chain. ``signature`` replaces the computed signature;
+    ``body_signer`` is the verifier the entry body records (default ``signer``).
     """
     when = sign_time or kit.default_sign_time()
     key = signer.private_key if isinstance(signer, Leaf) else signer
@@ -448,7 +450,7 @@ def build_bundle(
             version_of_kind,
             content=content,
             signature=signature,
-            signer=signer,
+            signer=body_signer or signer,
             envelope_json=envelope_json,
         )
         if mutate_body is not None:
@@ -594,6 +596,11 @@ def sign_checkpoint(log: MerkleLog, text: str, *, names: Sequence[str] | None = 
 def leaf_der(leaf: Leaf) -> bytes:
     """The DER of a leaf certificate."""
     return leaf.certificate.public_bytes(serialization.Encoding.DER)
+
+
+def der_of(cert: x509.Certificate) -> bytes:
+    """The DER of any certificate (a CA's, to put in a chain)."""
+    return cert.public_bytes(serialization.Encoding.DER)
 
 
 def pem_of(cert: x509.Certificate) -> str:
