@@ -4,7 +4,9 @@ Each entry names an in-toto predicate type that must be attested for the image. 
 verified artifact of kind ``attestation``
 
 1. has exactly that predicate type (else ``AttestationMissing``; ``AttestationInvalid`` when an
-   attestation failed verification, since that may be the one we wanted);
+   attestation failed verification, since that may be the one we wanted; and when some evidence could
+   not be fetched, e.g. the ``.att`` tag hit a limit or its registry failed, that fetch failure's own
+   reason, marked transient: what was never read is not known to be missing);
 2. was signed by one of the entry's identities, which default to the policy's (else
    ``AttestationInvalid``): an attestation is judged by who signed it, exactly as a signature is;
 3. has a statement that parses and whose subject names the image's digest (verify/ checked the
@@ -26,7 +28,7 @@ from typing import Final, Protocol
 from cel import Context
 
 from controller.errors import Reason
-from controller.model import VerifiedSignature
+from controller.model import Failure, VerifiedSignature
 from controller.policy.cel import (
     COST_LIMIT,
     CelCondition,
@@ -65,6 +67,7 @@ class AttestationFailure:
 
     reason: Reason
     detail: str
+    transient: bool = False  # the evidence could not be fetched: worth a retry, never cached
 
 
 @dataclass(slots=True)
@@ -88,17 +91,20 @@ def check_attestations(
     label: str,
     required: Sequence[CompiledAttestation],
     usable: Sequence[VerifiedSignature],
-    attestation_failures: int,
+    failures: Sequence[Failure],
 ) -> tuple[tuple[VerifiedSignature, ...], AttestationFailure | None]:
     """Check every entry of ``required`` against ``usable`` (already filtered for tlog and trust root).
 
-    ``attestation_failures`` is how many attestations failed verification (``AttestationInvalid``).
-    Returns the attestations that met the entries, and the first entry's failure, if any. Never raises.
+    ``failures`` are the image's evidence failures: candidates that failed verification, and lookups
+    that could not be fetched (``transient``). Returns the attestations that met the entries, and the
+    first entry's failure, if any. Never raises.
     """
     budget = _Budget()
     met: list[VerifiedSignature] = []
+    unread = next((f for f in failures if f.transient), None)
+    invalid = sum(1 for f in failures if f.reason == Reason.ATTESTATION_INVALID)
     for entry in required:
-        sig, failure = _check_one(label, entry, usable, attestation_failures, budget)
+        sig, failure = _check_one(label, entry, usable, _Absent(invalid, unread), budget)
         if failure is not None:
             return tuple(met), failure
         if sig is not None:
@@ -106,22 +112,38 @@ def check_attestations(
     return tuple(met), None
 
 
+@dataclass(frozen=True, slots=True)
+class _Absent:
+    """What explains an entry with no verified attestation of its type, besides "not there"."""
+
+    invalid: int  # attestations that failed verification (``AttestationInvalid``)
+    unread: Failure | None  # the first lookup that could not be fetched (transient), if any
+
+    def failure(self, where: str) -> AttestationFailure:
+        if self.unread is not None:
+            # It may be in what could not be read: the fetch failure's reason, transient, never "missing".
+            return AttestationFailure(
+                self.unread.reason, f"{where}: not verified: {self.unread.detail}", transient=True
+            )
+        if self.invalid:
+            return AttestationFailure(
+                Reason.ATTESTATION_INVALID,
+                f"{where}: none verified; {self.invalid} attestation(s) failed verification",
+            )
+        return AttestationFailure(Reason.ATTESTATION_MISSING, f"{where}: not found")
+
+
 def _check_one(
     label: str,
     entry: CompiledAttestation,
     usable: Sequence[VerifiedSignature],
-    attestation_failures: int,
+    absent: _Absent,
     budget: _Budget,
 ) -> tuple[VerifiedSignature | None, AttestationFailure | None]:
     where = f"{label}: attestation {entry.name} ({entry.predicate_type})"
     of_type = [s for s in usable if s.kind == "attestation" and s.predicate_type == entry.predicate_type]
     if not of_type:
-        if attestation_failures:
-            return None, AttestationFailure(
-                Reason.ATTESTATION_INVALID,
-                f"{where}: none verified; {attestation_failures} attestation(s) failed verification",
-            )
-        return None, AttestationFailure(Reason.ATTESTATION_MISSING, f"{where}: not found")
+        return None, absent.failure(where)
     signed = [s for s in of_type if any(identity.matches(s) for identity in entry.identities)][
         :MAX_CANDIDATES
     ]

@@ -129,12 +129,9 @@ def evaluate_policy(
     matched = tuple(sig for sig in by_identity if _has_annotations(sig, policy))
     attested: tuple[VerifiedSignature, ...] = ()
     if matched and policy.attestations:
-        attestation_failures = sum(1 for f in failures if f.reason == Reason.ATTESTATION_INVALID)
-        attested, missing = check_attestations(
-            policy.label, policy.attestations, usable, attestation_failures
-        )
+        attested, missing = check_attestations(policy.label, policy.attestations, usable, failures)
         if missing is not None:
-            return _failed(policy, image, missing.reason, _bound(missing.detail), transient=False)
+            return _failed(policy, image, missing.reason, _bound(missing.detail), transient=missing.transient)
     if matched:
         signers = ", ".join(_signer(sig) for sig in matched[:MAX_SIGNERS_LISTED])
         return PolicyResult(

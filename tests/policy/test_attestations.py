@@ -312,3 +312,54 @@ def test_a_pathological_image_policy_condition_is_bounded() -> None:
     assert time.perf_counter() - started < 2.0
     assert result.reason == Reason.ATTESTATION_CONDITION_FAILED
     assert "exceed" in result.detail
+
+
+# --- 5. an attestation that could not be fetched is not "missing"
+
+ATT_FETCH = (
+    "fetching the attestations of ghcr.io/acme/app: manifest sha256-"
+    + DIGEST.hex
+    + ".att has 5000 layers, more than 64"
+)
+
+
+@pytest.mark.parametrize("reason", [Reason.LIMIT_EXCEEDED, Reason.REGISTRY_UNAVAILABLE])
+def test_an_unreadable_att_tag_carries_its_fetch_reason_transient(reason: Reason) -> None:
+    unread = Failure(reason, ATT_FETCH, IMAGE, transient=True)
+    result = evaluate(policy_doc(attestations=[entry()]), signature(), failures=(unread,))
+    assert not result.passed
+    assert result.reason == reason
+    assert result.transient
+    assert "attestation provenance" in result.detail  # names the entry
+    assert ".att" in result.detail  # and what could not be read
+
+
+def test_a_fetch_failure_outranks_an_invalid_attestation_but_not_a_verified_one() -> None:
+    unread = Failure(Reason.REGISTRY_UNAVAILABLE, ATT_FETCH, IMAGE, transient=True)
+    invalid = Failure(Reason.ATTESTATION_INVALID, "referrer: bad", IMAGE)
+    doc = policy_doc(attestations=[entry()])
+    both = evaluate(doc, signature(), failures=(invalid, unread))
+    assert (both.reason, both.transient) == (Reason.REGISTRY_UNAVAILABLE, True)
+    # the attestation verified from another source: the unread .att does not matter
+    met = evaluate(doc, signature(), attestation(), failures=(unread,))
+    assert (met.reason, met.passed, met.transient) == (Reason.VERIFIED, True, False)
+    # a verified attestation that fails its condition is judged on its merits (not transient)
+    bad = attestation(data=statement("https://evil.example/build"))
+    failed = evaluate(doc, signature(), bad, failures=(unread,))
+    assert (failed.reason, failed.transient) == (Reason.ATTESTATION_CONDITION_FAILED, False)
+
+
+def test_without_fetch_failures_absent_is_still_missing_and_not_transient() -> None:
+    invalid = Failure(Reason.ATTESTATION_INVALID, "referrer: bad", IMAGE)
+    result = evaluate(policy_doc(attestations=[entry()]), signature(), failures=(invalid,))
+    assert (result.reason, result.transient) == (Reason.ATTESTATION_INVALID, False)
+    missing = evaluate(policy_doc(attestations=[entry()]), signature())
+    assert (missing.reason, missing.transient) == (Reason.ATTESTATION_MISSING, False)
+
+
+def test_warn_mode_keeps_the_fetch_reason_and_its_transience() -> None:
+    unread = Failure(Reason.LIMIT_EXCEEDED, ATT_FETCH, IMAGE, transient=True)
+    result = evaluate(policy_doc(mode="warn", attestations=[entry()]), signature(), failures=(unread,))
+    assert result.passed
+    assert (result.reason, result.transient) == (Reason.LIMIT_EXCEEDED, True)
+    assert result.warnings and "LimitExceeded" in result.warnings[0]
