@@ -39,8 +39,9 @@ MAX_TIMEOUT_SECONDS = 3600.0
 # Commands in modules of their own (see controller/cli/commands.py), by module name, one per line.
 COMMAND_MODULES: tuple[str, ...] = (
     "controller.cli.blob",
-    "controller.cli.resolve",
     "controller.cli.attest",
+    "controller.cli.resolve",
+    "controller.cli.report",
 )
 
 
