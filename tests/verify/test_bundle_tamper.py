@@ -760,3 +760,127 @@ def test_key_bundle_logged_with_a_certificate(
     leaf = kit.issue_leaf(DEFAULT_IDENTITY, private_key=signing_key)
     doc = make(variant, kit, signing_key, body_signer=leaf)
     assert reason(lambda: verify(variant, doc, root, signing_key)) is Reason.TLOG_BODY_MISMATCH
+
+
+# --- versions and media types
+
+
+def _both_contents(doc: Doc) -> None:
+    doc["dsseEnvelope"] = {"payload": "e30=", "payloadType": "application/vnd.in-toto+json", "signatures": []}
+
+
+@pytest.mark.parametrize(
+    ("base", "options", "edit", "expected"),
+    [
+        ("v0.1-set-only", {"inclusion_promise": False, "inclusion_proof": True}, None, Reason.BUNDLE_INVALID),
+        ("v0.1-set-only", {"tlog": "v2"}, None, Reason.BUNDLE_INVALID),  # a Rekor v2 entry has no SET
+        (
+            "v0.3",
+            {"chain": True, "version": "0.2", "media_type": bundles.MEDIA_TYPES["0.3"]},
+            None,
+            Reason.BUNDLE_INVALID,
+        ),
+        ("v0.2-proof-chain", {"checkpoint": False}, None, Reason.BUNDLE_INVALID),
+        ("v0.3", {"inclusion_proof": False}, None, Reason.BUNDLE_INVALID),
+        ("rekor2-message", {"inclusion_proof": False}, None, Reason.BUNDLE_INVALID),
+        (
+            "v0.3",
+            {"media_type": "application/vnd.dev.sigstore.bundle+json;version=0.4"},
+            None,
+            Reason.BUNDLE_INVALID,
+        ),
+        ("v0.3", {}, _both_contents, Reason.BUNDLE_INVALID),
+        ("v0.1-set-only", {"inclusion_proof": True, "checkpoint": False}, None, None),  # v0.1 allows it
+        ("v0.1-set-only", {"version": "0.2", "media_type": bundles.MEDIA_TYPES["0.1"]}, None, None),
+    ],
+    ids=[
+        "v0.1-without-set",
+        "v0.1-with-rekor2-entry",
+        "v0.3-with-chain",
+        "v0.2-without-checkpoint",
+        "v0.3-set-only",
+        "rekor2-without-proof",
+        "unknown-version",
+        "two-contents",
+        "v0.1-proof-without-checkpoint",
+        "v0.1-with-chain",
+    ],
+)
+def test_version_rules(  # noqa: PLR0917 (pytest parameters and fixtures)
+    base: str,
+    options: dict[str, Any],
+    edit: Callable[[Doc], None] | None,
+    expected: Reason | None,
+    kit: SigstoreKit,
+    root: TrustRoot,
+    signing_key: SigningKey,
+) -> None:
+    variant = BY_NAME[base]
+    doc = make(variant, kit, signing_key, **options)
+    if edit is not None:
+        edit(doc)
+    assert reason(lambda: verify(variant, doc, root, signing_key)) is expected
+
+
+# --- times of signing with Rekor v1: SET-covered, or a TSA beside an entry without a SET
+
+
+@pytest.mark.parametrize("name", [n for n in WITH_SET if not BY_NAME[n].keyed])
+def test_integrated_time_outside_the_leaf(
+    name: str, kit: SigstoreKit, root: TrustRoot, signing_key: SigningKey
+) -> None:
+    variant = BY_NAME[name]
+    when = kit.default_sign_time()
+    leaf = kit.issue_leaf(DEFAULT_IDENTITY, issued_at=when - timedelta(minutes=30))
+    doc = make(variant, kit, signing_key, leaf=leaf, sign_time=when)
+    assert reason(lambda: verify(variant, doc, root, signing_key)) is Reason.CERTIFICATE_EXPIRED
+
+
+@pytest.mark.parametrize(
+    ("timestamp_offset", "window_end_offset", "expected"),
+    [
+        (timedelta(0), None, None),
+        (timedelta(minutes=20), None, Reason.CERTIFICATE_EXPIRED),  # every signing time is checked
+        (timedelta(0), timedelta(seconds=-1), Reason.TLOG_ENTRY_INVALID),  # no SET: log valid at TSA time
+        (timedelta(0), timedelta(0), None),
+    ],
+    ids=["tsa-ok", "tsa-after-leaf", "log-ended-before-tsa", "log-ends-at-tsa"],
+)
+def test_rekor1_entry_without_set_is_timed_by_the_tsa(
+    timestamp_offset: timedelta,
+    window_end_offset: timedelta | None,
+    expected: Reason | None,
+    kit: SigstoreKit,
+    signing_key: SigningKey,
+) -> None:
+    variant = BY_NAME["v0.3"]
+    when = kit.default_sign_time()
+    doc = make(
+        variant,
+        kit,
+        signing_key,
+        inclusion_promise=False,
+        timestamps=1,
+        timestamp_time=when + timestamp_offset,
+    )
+    end = None if window_end_offset is None else when + window_end_offset
+    root = _root_with(kit, rekor_v1_window=(NOW - timedelta(days=30), end))
+    got = reason(lambda: verify(variant, doc, root, signing_key, now=NOW + timedelta(hours=1)))
+    assert got is expected
+
+
+@pytest.mark.parametrize("name", ["v0.3", "cosign-v3-signature", "key-message"])
+def test_no_tlog_entry(name: str, kit: SigstoreKit, root: TrustRoot, signing_key: SigningKey) -> None:
+    variant = BY_NAME[name]
+    doc = make(variant, kit, signing_key, tlog="none")
+    assert reason(lambda: verify(variant, doc, root, signing_key)) is Reason.TLOG_ENTRY_MISSING
+    keys = (trusted_key(signing_key),) if variant.keyed else ()
+    relaxed = verify_blob(
+        bundles.dump(doc),
+        artifact_digest=variant.digest,
+        trust_root=root,
+        now=NOW,
+        options=VerifyOptions(keys=keys, require_tlog=False),
+    )
+    assert relaxed.log_index is None
+    assert relaxed.warnings
