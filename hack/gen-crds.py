@@ -413,6 +413,17 @@ def _policy_spec_schema() -> Schema:
             },
             "namespaceSelector": _label_selector_schema(),
             "attestations": _attestations_schema(),
+            # --- issue 9: digest pinning by the mutating webhook
+            "pinning": {
+                "type": "string",
+                "description": (
+                    "Pin tags to their verified digest for the images this policy governs: off, pods, or "
+                    "workloads (pod templates too). Unset: the controller's setting. A ClusterImagePolicy's "
+                    "value replaces the setting (the strictest of several wins); an ImagePolicy's can only "
+                    "raise it. Quote off in YAML."
+                ),
+                "enum": ["off", "pods", "workloads"],
+            },
         },
     }
 

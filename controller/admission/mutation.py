@@ -63,6 +63,7 @@ from controller.admission.webhook import (
 )
 from controller.errors import InputError, Reason
 from controller.model import Decision, ImageVerdict
+from controller.policy import CompiledPolicy
 from controller.workload import images_of
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,8 @@ class Pinning:
         policies = self.admission.state.engine.policies
         key, modes = self._modes_of
         if key is not policies:  # the engine swaps the set whole: identity says it changed
-            modes = {p.label: getattr(p, "pinning", None) for p in policies}
+            # an invalid policy denies its images: it never asks for pinning
+            modes = {p.label: p.pinning if isinstance(p, CompiledPolicy) else None for p in policies}
             self._modes_of = (policies, modes)
         return modes
 

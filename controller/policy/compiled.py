@@ -17,6 +17,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Final, Literal
 
+from controller.config import PinningSetting  # issue 9
 from controller.errors import PolicyError, Reason
 from controller.model import TrustedKey, VerifiedSignature
 from controller.policy.attestations import CompiledAttestation, SignerMatcher
@@ -119,6 +120,9 @@ class CompiledPolicy:
     enforce_after: datetime | None = None
     enforced: CompiledPolicy | None = field(default=None, compare=False, repr=False)
     exceptions_forbidden: bool = False
+    # --- issue 9: digest pinning as this policy asks (None: the setting decides); see
+    # controller.admission.pinning.effective_mode for how policies combine
+    pinning: PinningSetting | None = None
 
     @property
     def label(self) -> str:
@@ -214,6 +218,7 @@ def compile_document(doc: PolicyDocument, resolver: SecretResolver = no_secrets)
         attestations=attestations,
         enforce_after=doc.spec.enforce_after,  # issue 8
         exceptions_forbidden=doc.spec.exceptions == "forbidden",  # issue 8
+        pinning=doc.spec.pinning,  # issue 9
     )
     if policy.mode == "warn" and policy.enforce_after is not None:  # issue 8: its enforcing form
         policy = replace(policy, enforced=replace(policy, mode="enforce"))

@@ -19,6 +19,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Final, Literal
 
+from controller.config import PinningSetting  # issue 9: digest pinning
 from controller.errors import PolicyError, Reason
 from controller.model import FULCIO_CLAIM_NAMES
 from controller.policy.deadline import TimestampError, parse_timestamp  # issue 8
@@ -73,6 +74,8 @@ _SPEC_FIELDS: Final = frozenset(
 _EVIDENCE_SPEC_FIELDS: Final = frozenset({"attestations"})
 # --- issue 8: warn with a deadline, and exceptions (controller/policy/deadline.py, exceptions.py)
 _DEADLINE_SPEC_FIELDS: Final = frozenset({"enforceAfter", "exceptions"})
+# --- issue 9: digest pinning (controller/admission/pinning.py decides with it)
+_PINNING_SPEC_FIELDS: Final = frozenset({"pinning"})
 _SCOPE_FIELDS: Final = ("namespaces", "namespaceSelector")
 _IDENTITY_FIELDS: Final = frozenset({"issuer", "issuerRegExp", "subject", "subjectRegExp", "claims"})
 _NAME_RE: Final = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
@@ -129,6 +132,7 @@ class PolicySpec:
     attestations: tuple[AttestationSpec[AnyIdentitySpec], ...] = ()  # issue 7
     enforce_after: datetime | None = None  # issue 8: mode warn only; enforced from this instant
     exceptions: ExceptionsSetting = "allowed"  # issue 8: ClusterImagePolicy only
+    pinning: PinningSetting | None = None  # issue 9: None leaves it to the setting
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +257,8 @@ def parse_policy(doc: Mapping[str, object]) -> PolicyDocument:
 
 
 def _parse_spec(reader: _Reader, value: object, kind: PolicyKind) -> PolicySpec:
-    spec = reader.strict_mapping(value, "spec", _SPEC_FIELDS | _EVIDENCE_SPEC_FIELDS | _DEADLINE_SPEC_FIELDS)
+    known = _SPEC_FIELDS | _EVIDENCE_SPEC_FIELDS | _DEADLINE_SPEC_FIELDS | _PINNING_SPEC_FIELDS
+    spec = reader.strict_mapping(value, "spec", known)
     scope = parse_namespace_scope(reader.label, kind, spec)
 
     images: list[ImageGlobSpec] = []
@@ -317,6 +322,7 @@ def _parse_spec(reader: _Reader, value: object, kind: PolicyKind) -> PolicySpec:
         ),
         enforce_after=_parse_enforce_after(reader, spec, mode_value),
         exceptions=_parse_exceptions_setting(reader, spec, kind),
+        pinning=_parse_pinning(reader, spec.get("pinning")),  # issue 9
     )
 
 
@@ -346,6 +352,19 @@ def _parse_exceptions_setting(
     if raw not in ("allowed", "forbidden"):
         raise reader.fail("spec.exceptions", f"must be 'allowed' or 'forbidden', not {raw!r:.80}")
     return "forbidden" if raw == "forbidden" else "allowed"
+
+
+# --- issue 9: spec.pinning (both kinds; how a ClusterImagePolicy's and an ImagePolicy's combine is
+# controller.admission.pinning.effective_mode's business)
+
+
+def _parse_pinning(reader: _Reader, raw: object) -> PinningSetting | None:
+    if raw is None:
+        return None
+    if raw not in ("off", "pods", "workloads") or not isinstance(raw, str):
+        hint = " (YAML reads a bare off as false: quote it)" if isinstance(raw, bool) else ""
+        raise reader.fail("spec.pinning", f"must be 'off', 'pods' or 'workloads', not {raw!r:.80}{hint}")
+    return "off" if raw == "off" else ("workloads" if raw == "workloads" else "pods")
 
 
 def parse_namespace_scope(label: str, kind: PolicyKind, spec: Mapping[str, object]) -> NamespaceScope:
