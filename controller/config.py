@@ -34,6 +34,9 @@ DEFAULT_FETCH_TIMEOUT_SECONDS = 8.5
 # Bytes one fetch may read (manifests, blobs, bundles, tokens), and all fetches in flight together.
 DEFAULT_MAX_DECISION_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_INFLIGHT_BYTES = 192 * 1024 * 1024
+# --- issue 8: how far after its creation an ImagePolicyException may expire (break-glass is short)
+DEFAULT_MAX_EXCEPTION_SECONDS = 7 * 86400.0
+MAX_EXCEPTION_SECONDS_LIMIT = 90 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,7 @@ class Settings:
     max_decision_bytes: int = DEFAULT_MAX_DECISION_BYTES
     max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES
     pinning: PinningSetting = "pods"  # tags pinned to the verified digest: in Pods, also in workloads, or off
+    max_exception_seconds: float = DEFAULT_MAX_EXCEPTION_SECONDS  # issue 8: ImagePolicyException expiry
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -122,6 +126,13 @@ class Settings:
             ),
             max_inflight_bytes=int(
                 number("IMPRIMATUR_MAX_INFLIGHT_BYTES", DEFAULT_MAX_INFLIGHT_BYTES, 65536, 16 * 1024**3)
+            ),
+            # --- issue 8
+            max_exception_seconds=number(
+                "IMPRIMATUR_MAX_EXCEPTION_SECONDS",
+                DEFAULT_MAX_EXCEPTION_SECONDS,
+                60,
+                MAX_EXCEPTION_SECONDS_LIMIT,
             ),
         )
 

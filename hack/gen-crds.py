@@ -442,6 +442,128 @@ def _namespaced_only_rules() -> list[Schema]:
     ]
 
 
+# --- issue 8: warn with a deadline (spec.enforceAfter), exceptions: forbidden, ImagePolicyException
+MAX_EXCEPTION_IMAGES = 64
+MAX_EXCEPTION_REASON_LEN = 512
+MAX_TIMESTAMP_LEN = 64
+
+
+def _with_issue8_fields(spec: Schema) -> Schema:
+    """The policy spec with ``enforceAfter`` (warn mode only) and ``exceptions``."""
+    spec["properties"]["enforceAfter"] = {
+        "type": "string",
+        "format": "date-time",
+        "maxLength": MAX_TIMESTAMP_LEN,
+        "description": (
+            "mode: warn only. From this RFC 3339 instant the policy enforces, with no edit; before it, "
+            "its warnings say when enforcement starts."
+        ),
+    }
+    spec["properties"]["exceptions"] = {
+        "type": "string",
+        "enum": ["allowed", "forbidden"],
+        "description": (
+            "forbidden: no ImagePolicyException ever admits an image this ClusterImagePolicy governs. "
+            "Only a ClusterImagePolicy may set it."
+        ),
+    }
+    spec.setdefault("x-kubernetes-validations", []).append(
+        {
+            "rule": "!has(self.enforceAfter) || (has(self.mode) && self.mode == 'warn')",
+            "message": "enforceAfter is for a warn-mode policy (mode: warn)",
+        }
+    )
+    return spec
+
+
+def _cluster_only_exceptions_rule() -> Schema:
+    return {
+        "rule": "!has(self.spec) || !has(self.spec.exceptions)",
+        "message": "exceptions is for a ClusterImagePolicy; an ImagePolicy cannot forbid or allow them",
+    }
+
+
+def _exception_spec_schema() -> Schema:
+    selector = _label_selector_schema()
+    selector["description"] = (
+        "Only objects (a Pod, or a workload's pod template) whose labels this selector matches "
+        "(metav1.LabelSelector). Unset: every object in the namespace."
+    )
+    return {
+        "type": "object",
+        "description": "Which images of this namespace are admitted despite the policies, until when, why.",
+        "required": ["images", "expires", "reason"],
+        "properties": {
+            "images": {
+                "type": "array",
+                "description": "Image globs, as in policies (** crosses path segments).",
+                "minItems": 1,
+                "maxItems": MAX_EXCEPTION_IMAGES,
+                "items": {
+                    "type": "object",
+                    "required": ["glob"],
+                    "properties": {
+                        "glob": _string(
+                            "An image reference glob, e.g. ghcr.io/acme/app.", max_length=MAX_GLOB_LEN
+                        )
+                    },
+                },
+            },
+            "selector": selector,
+            "expires": {
+                "type": "string",
+                "format": "date-time",
+                "maxLength": MAX_TIMESTAMP_LEN,
+                "description": (
+                    "RFC 3339. The exception admits nothing from this instant; at most the cluster's "
+                    "maximum (default 7 days) after its creation."
+                ),
+            },
+            "reason": _string(
+                "Why (an incident, a ticket): shown in every warning.", max_length=MAX_EXCEPTION_REASON_LEN
+            ),
+        },
+    }
+
+
+def _exception_status_schema() -> Schema:
+    return _status_schema(
+        {
+            "state": {
+                "type": "string",
+                "enum": ["Active", "Expired", "Invalid"],
+                "description": "Active until spec.expires, then Expired; Invalid grants nothing.",
+            },
+            "message": {"type": "string", "maxLength": 1024, "description": "Why, with the expiry."},
+            "expires": {"type": "string", "maxLength": MAX_TIMESTAMP_LEN, "description": "spec.expires, UTC."},
+        }
+    )
+
+
+def _exception_crd() -> Schema:
+    return _crd(
+        kind="ImagePolicyException",
+        plural="imagepolicyexceptions",
+        scope="Namespaced",
+        short_names=["ipe"],
+        description=(
+            "A break-glass exception: until spec.expires, images of its own namespace matching spec.images "
+            "(and spec.selector) are admitted with a warning, unless a ClusterImagePolicy forbids exceptions."
+        ),
+        spec=_exception_spec_schema(),
+        status=_exception_status_schema(),
+        columns=[
+            {"name": "Expires", "type": "string", "jsonPath": ".spec.expires"},
+            {"name": "Status", "type": "string", "jsonPath": ".status.state"},
+            {"name": "Reason", "type": "string", "priority": 1, "jsonPath": ".spec.reason"},
+            _AGE,
+        ],
+    )
+
+
+# --- end issue 8
+
+
 def _ref_schema(kind: str) -> Schema:
     return {
         "type": "object",
@@ -536,6 +658,7 @@ _READY = {
 _AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 _POLICY_COLUMNS = [
     {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
+    {"name": "Enforce-After", "type": "string", "jsonPath": ".spec.enforceAfter"},  # issue 8
     {"name": "Images", "type": "string", "jsonPath": ".spec.images[*].glob"},
     _READY,
     _AGE,
@@ -555,7 +678,7 @@ def build() -> dict[str, Schema]:
             scope="Cluster",
             short_names=["cip"],
             description=policy_doc.format(scope="A cluster-wide"),
-            spec=_policy_spec_schema(),
+            spec=_with_issue8_fields(_policy_spec_schema()),
             status=_status_schema(),
             columns=_POLICY_COLUMNS,
         ),
@@ -565,11 +688,12 @@ def build() -> dict[str, Schema]:
             scope="Namespaced",
             short_names=["imgpol"],
             description=policy_doc.format(scope="A namespaced"),
-            spec=_policy_spec_schema(),
+            spec=_with_issue8_fields(_policy_spec_schema()),
             status=_status_schema(),
             columns=_POLICY_COLUMNS,
-            rules=_namespaced_only_rules(),
+            rules=[*_namespaced_only_rules(), _cluster_only_exceptions_rule()],
         ),
+        "imprimatur.dev_imagepolicyexceptions.yaml": _exception_crd(),  # issue 8
         "imprimatur.dev_trustroots.yaml": _crd(
             kind="TrustRoot",
             plural="trustroots",

@@ -29,6 +29,7 @@ from typing import Any, Final
 import kopf
 
 from controller.admission.credentials import CredentialResolver
+from controller.admission.exceptions import object_labels  # issue 8
 from controller.admission.review import AdmissionRequest, bound_message
 from controller.admission.state import PolicyState
 from controller.admission.webhook import (
@@ -179,6 +180,10 @@ class Admission:
 
     def conclude(self, ctx: ReviewContext, decision: Decision) -> Answer:
         """The answer for a decision: allowed with its warnings, or every failing image, one a line."""
+        # issue 8: an active ImagePolicyException of the namespace may admit a denied image
+        decision = self.state.engine.grant_exceptions(
+            decision, _namespace(ctx.request), object_labels(ctx.request.new_object)
+        )
         ctx.decision = decision
         # Tag-only references, warn-mode policies and signatures without a tlog entry: every
         # verdict's warnings, in image order (the engine gathers them, signers' included).

@@ -85,7 +85,7 @@ class ReviewObserver:
         images, digests, signers, policies = self._evidence_text(ctx)
         log.info(
             "admission uid=%s kind=%s object=%s/%s operation=%s subresource=%s dry_run=%s allowed=%s "
-            "reason=%s images=%s digests=%s signers=%s policies=%s duration_ms=%.1f",
+            "reason=%s images=%s digests=%s signers=%s policies=%s duration_ms=%.1f%s",
             request.uid if request is not None else (uid or "-"),
             kind or "-",
             (request.namespace or "-") if request is not None else "-",
@@ -100,6 +100,7 @@ class ReviewObserver:
             signers,
             policies,
             duration * 1000,
+            _exceptions_text(ctx),  # issue 8
         )
 
     def _evidence_text(self, ctx: ReviewContext | None) -> tuple[str, str, str, str]:
@@ -124,3 +125,25 @@ class ReviewObserver:
             self._texts.clear()
         self._texts[key] = (verdicts, text)
         return text
+
+
+# --- issue 8: each use of an ImagePolicyException, on the decision's own line
+
+
+def _exceptions_text(ctx: ReviewContext | None) -> str:
+    """`` exceptions=[{...}]`` naming every exception this decision used (its namespace, name, creator,
+    expiry, and the denial it overrode), or ``""`` when none did."""
+    verdicts = ctx.decision.verdicts if ctx is not None and ctx.decision is not None else ()
+    uses = [
+        {
+            "image": v.image,
+            "namespace": v.exception.namespace,
+            "name": v.exception.name,
+            "creator": v.exception.creator,
+            "expires": v.exception.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "denied": str(v.exception.denied),
+        }
+        for v in verdicts
+        if v.exception is not None
+    ]
+    return f" exceptions={json.dumps(uses)}" if uses else ""

@@ -36,6 +36,8 @@ from typing import Any, Final
 import kopf
 
 from controller.admission.background import BackgroundScan
+from controller.admission.exceptions import Exceptions  # issue 8
+from controller.admission.exceptions import register as register_exceptions  # issue 8
 from controller.admission.handlers import Admission
 from controller.admission.kube import KubeReader
 from controller.admission.log_filters import quiet_admission_denials
@@ -394,6 +396,12 @@ def build_registry(
     kopf.on.event("", "v1", "namespaces", id="namespace-labels", registry=registry)(
         loader.namespaces.on_event
     )
+
+    # --- issue 8: ImagePolicyExceptions (controller/admission/exceptions.py)
+    exceptions = Exceptions(loader.state)
+    loader.policy_review.exceptions = exceptions
+    register_exceptions(registry, exceptions)
+    # --- end issue 8
 
     kopf.on.startup(id="trust-root-refresh", registry=registry)(loader.on_startup)
     kopf.on.cleanup(id="trust-root-refresh-stop", registry=registry)(loader.on_cleanup)

@@ -28,6 +28,7 @@ from typing import Any, Final
 
 import kopf
 
+from controller.admission.exceptions import Exceptions  # issue 8
 from controller.admission.kube import KubeReader
 from controller.admission.objects import (
     POLICY_KINDS,
@@ -38,8 +39,9 @@ from controller.admission.objects import (
 )
 from controller.admission.policy_keys import PolicyKeys
 from controller.admission.status import TrustRootReadiness, trust_root_problem
-from controller.admission.webhook import current_review
+from controller.admission.webhook import ReviewContext, current_review
 from controller.errors import InputError, Reason
+from controller.policy.exceptions import EXCEPTION_KIND  # issue 8
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ class PolicyReview:
         self.reader = reader
         self.namespace = namespace
         self._trust_roots = trust_roots
+        self.exceptions: Exceptions | None = None  # issue 8: ImagePolicyException reviews (operator sets it)
 
     async def validate(
         self,
@@ -73,6 +76,7 @@ class PolicyReview:
         operation: str | None = None,
         old: Mapping[str, object] | None = None,
         warnings: list[str],
+        userinfo: Mapping[str, object] | None = None,  # issue 8: who creates an ImagePolicyException
         **_: Any,
     ) -> None:
         """kopf ``@on.validate`` handler: returns to admit, raises :class:`kopf.AdmissionError` to refuse."""
@@ -83,7 +87,12 @@ class PolicyReview:
         if ctx is not None:
             ctx.handled = True
         try:
-            reason = await self._validate(body, operation, old, warnings)
+            if body.get("kind") == EXCEPTION_KIND:  # issue 8
+                reason = self._validate_exception(
+                    body, operation, old, warnings=warnings, userinfo=userinfo, ctx=ctx
+                )
+            else:
+                reason = await self._validate(body, operation, old, warnings)
         except kopf.AdmissionError as e:
             if ctx is not None:
                 ctx.reason = str(e).split(":", 1)[0]
@@ -97,6 +106,31 @@ class PolicyReview:
             ) from e
         if ctx is not None:
             ctx.reason = reason
+
+    def _validate_exception(  # issue 8
+        self,
+        body: Mapping[str, object],
+        operation: str | None,
+        old: Mapping[str, object] | None,
+        *,
+        warnings: list[str],
+        userinfo: Mapping[str, object] | None,
+        ctx: ReviewContext | None,
+    ) -> str:
+        if operation not in ("CREATE", "UPDATE"):
+            return "Allowed"
+        if self.exceptions is None:
+            raise kopf.AdmissionError(
+                f"{Reason.INTERNAL_ERROR}: {object_key(body)}: exceptions are not configured",
+                code=CODE_INTERNAL,
+            )
+        username = userinfo.get("username") if userinfo is not None else None
+        if ctx is not None and ctx.request.username is not None:
+            username = ctx.request.username  # the review as parsed strictly by our server
+        dry_run = ctx.request.dry_run if ctx is not None else False
+        return self.exceptions.review(
+            body, operation, old, username if isinstance(username, str) else None, warnings, dry_run=dry_run
+        )
 
     async def _validate(
         self,

@@ -72,6 +72,7 @@ POLICY_CRD_RESOURCES: Final = frozenset(
         GroupVersionResource("imprimatur.dev", "v1alpha1", "clusterimagepolicies"),
         GroupVersionResource("imprimatur.dev", "v1alpha1", "imagepolicies"),
         GroupVersionResource("imprimatur.dev", "v1alpha1", "trustroots"),
+        GroupVersionResource("imprimatur.dev", "v1alpha1", "imagepolicyexceptions"),  # issue 8
     }
 )
 # --- end validate-policies

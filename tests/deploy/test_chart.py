@@ -447,7 +447,10 @@ def test_namespace_admins_manage_image_policies_only(default_render: list[Obj]) 
     for label, role in aggregated.items():
         granted = _rules([role])
         # never the cluster-wide kinds: those decide for every namespace
-        assert {resource for _, resource in granted} <= {"imagepolicies", "imagepolicies/status"}
+        allowed = {"imagepolicies", "imagepolicies/status"}
+        if label.endswith("-view"):  # issue 8: viewers may read exceptions; nobody is given to write them
+            allowed |= {"imagepolicyexceptions", "imagepolicyexceptions/status"}
+        assert {resource for _, resource in granted} <= allowed
         if label.endswith("-view"):
             assert set().union(*granted.values()) == {"get", "list", "watch"}
         else:

@@ -63,7 +63,12 @@ def test_crds_are_generated_from_hack_gen_crds() -> None:
 
 def test_the_three_crds_exist_with_their_scopes() -> None:
     scopes = {kind: crd["spec"]["scope"] for kind, crd in CRDS.items()}
-    assert scopes == {"ClusterImagePolicy": "Cluster", "ImagePolicy": "Namespaced", "TrustRoot": "Cluster"}
+    assert scopes == {
+        "ClusterImagePolicy": "Cluster",
+        "ImagePolicy": "Namespaced",
+        "TrustRoot": "Cluster",
+        "ImagePolicyException": "Namespaced",  # issue 8
+    }
     for crd in CRDS.values():
         assert crd["spec"]["group"] == "imprimatur.dev"
         (version,) = crd["spec"]["versions"]
@@ -131,10 +136,17 @@ def test_printer_columns() -> None:
     for kind in POLICY_KINDS:
         assert _columns(kind) == {
             "Mode": ".spec.mode",
+            "Enforce-After": ".spec.enforceAfter",  # issue 8
             "Images": ".spec.images[*].glob",
             "Ready": ready,
             "Age": ".metadata.creationTimestamp",
         }
+    assert _columns("ImagePolicyException") == {  # issue 8
+        "Expires": ".spec.expires",
+        "Status": ".status.state",
+        "Reason": ".spec.reason",
+        "Age": ".metadata.creationTimestamp",
+    }
     assert _columns("TrustRoot") == {
         "Source": ".status.source",
         "Ready": ready,
