@@ -74,8 +74,10 @@ changes=(
 )
 key=$(printf '%s\n' 1 "$suite" "$packages" "${dpkg_options[@]}" "${changes[@]}" | sha256sum | cut -c1-16)
 have=$(podman image inspect --format '{{index .Labels "imprimatur.dev/base-recipe"}}' "$base" 2>/dev/null || true)
+old_base=""
 if $rebuild_base || [ "$have" != "$key" ]; then
   started=$(now)
+  old_base=$(podman image inspect --format '{{.Id}}' "$base" 2>/dev/null || true)
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   mmdebstrap --quiet --variant=apt --include="$packages" "${dpkg_options[@]}" "$suite" "$work/base.tar"
@@ -89,15 +91,37 @@ fi
 
 # --- 3. the project's Dockerfile
 started=$(now)
+# Every image a build step made (its log's `--> <id>` lines): listed in $made, so that the steps that a
+# later build no longer uses are removed, and podman's store does not grow by a venv at each change.
+made="$cache/images.list"
+step_ids() { grep -oE '^--> [0-9a-f]{11,64}$' "$cache/build.log" | cut -c5- || true; }
 if ! podman build --network host --pull=never \
     --build-arg "PYTHON_IMAGE=$base" \
     -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
     -f Dockerfile -t "$image" . > "$cache/build.log" 2>&1; then
+  step_ids >> "$made"
   echo "podman build failed; the end of $cache/build.log:" >&2
   tail -n 40 "$cache/build.log" >&2
   exit 1
 fi
+step_ids > "$cache/images.now"
+stale=0 removed=0
+if [ -f "$made" ]; then
+  # Newest first: `podman rmi` of a chain's last image also removes its parents that nothing else uses.
+  while read -r id; do
+    grep -qx "$id" "$cache/images.now" && continue
+    stale=$((stale + 1))
+    if podman image exists "$id"; then
+      podman rmi "$id" >/dev/null 2>&1 || true  # still the parent of a step image in use: kept
+    fi
+    podman image exists "$id" || removed=$((removed + 1))
+  done < <(tac "$made")
+fi
+mv "$cache/images.now" "$made"
+if [ -n "$old_base" ]; then
+  podman rmi "$old_base" >/dev/null 2>&1 || true  # the replaced base, once no step image uses it
+fi
 cached=$(grep -c '^--> Using cache' "$cache/build.log" || true)
 steps=$(grep -c '^\[[0-9]*/[0-9]*\] STEP' "$cache/build.log" || true)
-echo "image: built $image in $(since "$started") s ($cached of $steps steps from the layer cache)"
+echo "image: built $image in $(since "$started") s ($cached of $steps steps from the layer cache; $removed of $stale stale step images removed)"
 podman image inspect --format 'image={{index .RepoTags 0}} id={{.Id}} size={{.Size}}' "$image"
