@@ -83,7 +83,7 @@ def compile_entry(body: Mapping[str, object], max_lifetime: timedelta) -> Except
     try:
         compiled = compile_exception(body, max_lifetime=max_lifetime)
     except ImprimaturError as e:
-        return ExceptionEntry(namespace, name, None, e.message(), gen)
+        return ExceptionEntry(namespace, name, None, f"{e.reason}: {e.detail}", gen)
     return ExceptionEntry(namespace, name, compiled, "", gen)
 
 
@@ -218,9 +218,9 @@ class Exceptions:
         except ImprimaturError as e:
             unchanged = operation == "UPDATE" and old is not None and old.get("spec") == body.get("spec")
             if unchanged:
-                warnings.append(e.message()[:1024])
+                warnings.append(f"{e.reason}: {e.detail}"[:1024])
                 return str(e.reason)
-            raise kopf.AdmissionError(e.message(), code=CODE_INVALID) from e
+            raise kopf.AdmissionError(f"{e.reason}: {e.detail}", code=CODE_INVALID) from e
         if operation == "CREATE":
             decision_log.info(
                 "exception %s created by user=%s creator=%r expires=%s dry_run=%s reason=%r",
