@@ -220,8 +220,9 @@ class BackgroundScan:
                     ref = _ref(kind, obj)
                     if ref is None or self._excluded(ref.namespace, labels) or _inactive(kind, obj):
                         continue
+                    typed = {**obj, "apiVersion": kind.api_version, "kind": kind.kind}  # list items lack both
                     try:
-                        images = tuple(dict.fromkeys(c.image for c in images_of(obj)))
+                        images = tuple(dict.fromkeys(c.image for c in images_of(typed)))
                     except InputError as e:
                         log.debug("background: %s: %s", ref, e.detail)
                         continue

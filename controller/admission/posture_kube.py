@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, Final, Protocol
 
 import kubernetes
+import urllib3
 
 from controller.errors import FetchError, PolicyError, Reason
 from controller.posture import WorkloadRef
@@ -123,21 +124,37 @@ class KubernetesPosture:
     ) -> Mapping[str, object] | None:
         where = f"{method} {path}"
         try:
-            response: Any = self._client.call_api(
-                path,
+            # the generic client path: serialise (auth, host) like the typed APIs, then read the raw
+            # urllib3 response ourselves so the bytes read are bounded
+            verb, url, headers, payload, _ = self._client.param_serialize(
                 method,
+                path,
                 query_params=list(query),
                 header_params={"Content-Type": content_type, "Accept": "application/json"},
                 body=body,
                 auth_settings=["BearerToken"],
-                _preload_content=False,
-                _return_http_data_only=True,
-                _request_timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
             )
-        except Exception as e:  # API answers and transport errors alike become a reasoned FetchError
-            if isinstance(e, kubernetes.client.ApiException) and e.status == 404:
-                return None
+            response: Any = self._client.rest_client.pool_manager.request(
+                verb,
+                url,
+                headers=headers,
+                body=payload if payload is None or isinstance(payload, str | bytes) else json.dumps(payload),
+                preload_content=False,
+                timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_SECONDS, read=READ_TIMEOUT_SECONDS),
+                retries=False,
+            )
+        except Exception as e:  # transport errors become a reasoned FetchError
             raise _api_error(where, e) from e
+        if response.status == 404:
+            response.release_conn()
+            return None
+        if response.status >= 400:
+            text = response.read(2048)
+            response.release_conn()
+            raise FetchError(
+                Reason.INTERNAL_ERROR,
+                f"kubernetes API: {where}: HTTP {response.status} {text.decode('utf-8', 'replace')[:300]}",
+            )
         try:
             data = response.read(max_bytes + 1)
         finally:

@@ -97,7 +97,9 @@ class FakeCluster:
         items = self.objects.get(kind.plural, [])
         start = int(token or 0)
         end = start + limit
-        return Page(list(items[start:end]), str(end) if end < len(items) else None)
+        # as the API server lists them: items carry no apiVersion or kind
+        page = [{k: v for k, v in i.items() if k not in ("apiVersion", "kind")} for i in items[start:end]]
+        return Page(page, str(end) if end < len(items) else None)
 
     async def served(self, api_version: str) -> bool:
         return api_version in self.served_apis

@@ -97,7 +97,7 @@ def test_a_policy_change_flips_the_report_within_one_cycle_and_raises_one_event(
     scan = _scan(cluster)
 
     first = _cycle(cluster, scan)
-    assert first.complete
+    assert first.complete, first
     [before] = _ours(_report(cluster), "web")
     assert (before["result"], before["rule"], before["source"]) == ("pass", "Verified", "imprimatur")
     assert before["resources"][0]["kind"] == "Deployment"
