@@ -41,6 +41,7 @@ from controller.admission.pinning import (
     PinMode,
     VerifiedImage,
     build_patch,
+    carries_record,
     effective_mode,
     encode_record,
     merged_record,
@@ -173,9 +174,10 @@ class Pinning:
         manage_record = ctx.webhook == WEBHOOK_PIN_PODS and request.sub_resource is None
         record, omitted = None, 0
         if manage_record:
-            final_images = [pins.get(c.image, c.image) for c in images_of(obj)]
             old = request.old_object if request.operation == "UPDATE" else None
-            record, omitted = encode_record(merged_record(final_images, fresh, old))
+            if pins or carries_record(obj) or carries_record(old):  # else none: pinning's "The record"
+                final_images = [pins.get(c.image, c.image) for c in images_of(obj)]
+                record, omitted = encode_record(merged_record(final_images, fresh, old))
         patch = build_patch(obj, pins, record=record, manage_record=manage_record)
         warnings = (f"{ANNOTATION}: {omitted} images not recorded (the record is full)",) if omitted else ()
         reason = PINNED_REASON if pins else (UNCHANGED_REASON if decision.verdicts else NO_IMAGES_REASON)

@@ -20,11 +20,17 @@ never rewritten, so a second call on a pinned object is an empty patch (reinvoca
 **The record** (:data:`ANNOTATION`): a JSON object, image as written (without the pinned digest) ->
 ``{"signer", "issuer", "digest"}`` (in that order: ``kubectl describe`` cuts long values); the signer
 is the certificate subject, or the key id of a key-signed image. Images in sorted order, compact, at
-most :data:`MAX_ANNOTATION_BYTES`. It is written only by this webhook: on CREATE whatever the Pod
-carried is replaced (a forged record never survives); on UPDATE the stored record (which this webhook
-wrote) is kept for the images still present at the digest they are pinned to, and new images are
-added. ``kubectl annotate`` cannot forge it either. Not on ``pods/ephemeralcontainers`` updates: the
-API server keeps only the ephemeral containers of those, so there the images are pinned, not recorded.
+most :data:`MAX_ANNOTATION_BYTES`. It is written only by this webhook, on a Pod in which it pins an
+image (then every verified image of the Pod is recorded, those written by digest too), or that names
+the record (now, or in its stored version). A Pod in which nothing is pinned and that names no record
+(every image written by digest, or pinning off for its tags) gets none: its spec already says what
+runs, so the chart's ``matchConditions`` do not even send it (the same answer: no patch). On CREATE
+whatever record the Pod carried is replaced (a forged record never survives, and a reinvocation
+computes the same record again); on UPDATE the stored record
+(which this webhook wrote) is kept for the images still present at the digest they are pinned to, and
+new images are added. ``kubectl annotate`` cannot forge it either. Not on ``pods/ephemeralcontainers``
+updates: the API server keeps only the ephemeral containers of those, so there the images are pinned,
+not recorded.
 """
 
 from __future__ import annotations
@@ -195,6 +201,12 @@ def annotations_of(obj: Mapping[str, object] | None) -> Mapping[str, object] | N
     meta = obj.get("metadata") if obj is not None else None
     annotations = meta.get("annotations") if isinstance(meta, Mapping) else None
     return annotations if isinstance(annotations, Mapping) else None
+
+
+def carries_record(obj: Mapping[str, object] | None) -> bool:
+    """Whether the object's annotations name the record (whatever its value)."""
+    annotations = annotations_of(obj)
+    return annotations is not None and ANNOTATION in annotations
 
 
 def merged_record(

@@ -236,3 +236,21 @@ def test_a_mutating_path_reviews_only_its_kinds(
     assert response["allowed"] is False
     assert response["status"]["message"].startswith("ReviewInvalid: ")
     assert "patch" not in response
+
+
+def test_a_pod_written_by_digest_gets_a_record_only_when_it_names_one(
+    server: RunningController, images: Images, registry_pki: TestPKI
+) -> None:
+    # what the chart's matchConditions skip: nothing to pin, no record named -> no patch
+    plain = pod("digests", [images.signed], init_images=[images.other_signed])
+    response, patch = mutate(server, plain, registry_pki.ca_file)
+    assert response["allowed"] is True and patch == []
+
+    # what they send: a record named on a Pod by digest is replaced by the true one, never kept
+    forged = copy.deepcopy(plain)
+    forged["metadata"]["annotations"] = {ANNOTATION: '{"x":{"digest":"d","signer":"mallory","issuer":"i"}}'}
+    response, patch = mutate(server, forged, registry_pki.ca_file)
+    assert response["allowed"] is True
+    recorded = _record(apply_patch(forged, patch))
+    assert set(recorded) == {images.signed, images.other_signed}
+    assert recorded[images.signed]["signer"] == TRUSTED_SUBJECT

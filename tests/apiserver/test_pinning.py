@@ -15,11 +15,12 @@ import yaml
 
 from controller.admission.pinning import ANNOTATION
 from controller.cli import main
-from tests.admission.harness import TRUST_ROOT_NAME, TRUSTED_SUBJECT, write_policies
+from tests.admission.harness import TRUST_ROOT_NAME, TRUSTED_SUBJECT, cluster_policy, write_policies
 from tests.apiserver.conftest import Cluster
-from tests.apiserver.harness import baseline_policies
+from tests.apiserver.harness import baseline_policies, namespaced_policy, wait_observed
 from tests.fixtures.registry import RegistryServer
-from tests.kit.sigstore import GITHUB_OAUTH_ISSUER, SigstoreKit
+from tests.kit.oci import push_signed_image
+from tests.kit.sigstore import GITHUB_OAUTH_ISSUER, Identity, SigstoreKit
 
 RECORD_PATH = "{.metadata.annotations.imprimatur\\.dev/verified-images}"
 
@@ -167,6 +168,104 @@ spec:
     # re-applying the same file is no change: the webhook leaves a pinned image as it is
     reapplied = cluster.kubectl("apply", "-f", "-", stdin=out.getvalue())
     assert reapplied.stdout == "pod/resolved unchanged\n", reapplied.stderr
+
+
+# --- spec.pinning, and what the API server does not send to the mutating webhook
+
+
+def _pinning_decisions(cluster: Cluster, reason: str) -> float:
+    return cluster.controller.controller.metrics.decisions.value(kind="Pod", allowed="true", reason=reason)
+
+
+def test_a_cluster_policy_with_pinning_off_leaves_a_tagged_pod_as_written(
+    cluster: Cluster, registry: RegistryServer, sigstore_kit: SigstoreKit
+) -> None:
+    host, repo = cluster.images.host, "kube/pin-off/app"
+    digest = push_signed_image(
+        registry,
+        repo,
+        "v1",
+        lambda d: [
+            sigstore_kit.sign_image(str(d), f"{host}/{repo}", identity=Identity.email(TRUSTED_SUBJECT))
+        ],
+    )
+    policy = cluster_policy("pin-off", [f"{host}/kube/pin-off/**"], pinning="off")
+    # YAML 1.1, as kubectl reads it: a bare off is the boolean false, which the CRD schema refuses
+    bare = yaml.safe_dump(policy).replace("pinning: 'off'", "pinning: off")
+    assert "pinning: off\n" in bare
+    refused = cluster.kubectl("create", "-f", "-", stdin=bare)
+    assert refused.returncode != 0 and "spec.pinning" in refused.stderr, refused.stderr
+    cluster.api.apply([policy])
+    assert wait_observed(cluster.api, "clusterimagepolicies", "pin-off") == "True"
+
+    namespace = cluster.api.create_namespace("pin-off")
+    tagged = f"{host}/{repo}:v1"
+    outcome = cluster.kubectl("run", "as-written", "-n", namespace, f"--image={tagged}")
+    # admitted by its tag, with the warning the tag window gets when nothing pins it
+    warning = (
+        f"Warning: {tagged}: verified at the digest its tag points to now ({digest}); the tag can move\n"
+    )
+    assert (outcome.returncode, outcome.stdout, outcome.stderr) == (0, "pod/as-written created\n", warning)
+    image = cluster.kubectl(
+        "get", "pod", "as-written", "-n", namespace, "-o", "jsonpath={.spec.containers[0].image}"
+    )
+    assert image.stdout == tagged
+    record = cluster.kubectl("get", "pod", "as-written", "-n", namespace, "-o", f"jsonpath={RECORD_PATH}")
+    assert record.stdout == ""  # nothing pinned, nothing recorded
+
+
+def test_a_namespace_policy_with_pinning_off_cannot_turn_off_the_clusters_pinning(cluster: Cluster) -> None:
+    images = cluster.images
+    namespace = cluster.api.create_namespace("pin-tenant")
+    tenant = namespaced_policy("no-pins", namespace, pinning="off")
+    cluster.api.apply([tenant])
+    assert wait_observed(cluster.api, "imagepolicies", "no-pins", namespace) == "True"
+    outcome = cluster.kubectl("run", "still-pinned", "-n", namespace, f"--image={images.signed_tag}")
+    assert (outcome.returncode, outcome.stdout, outcome.stderr) == (0, "pod/still-pinned created\n", "")
+    image = cluster.kubectl(
+        "get", "pod", "still-pinned", "-n", namespace, "-o", "jsonpath={.spec.containers[0].image}"
+    )
+    assert image.stdout == f"{images.signed_tag}@{_digest(cluster)}"
+
+
+def test_a_pod_written_by_digest_is_not_sent_to_the_mutating_webhook(cluster: Cluster) -> None:
+    images = cluster.images
+    namespace = cluster.api.create_namespace("pin-skip")
+    untouched, verified = _pinning_decisions(cluster, "NothingToPin"), _pinning_decisions(cluster, "Verified")
+    outcome = cluster.kubectl("run", "by-digest", "-n", namespace, f"--image={images.signed}")
+    assert (outcome.returncode, outcome.stdout, outcome.stderr) == (0, "pod/by-digest created\n", "")
+    # the validating webhook reviewed it; the mutating one was never called (matchConditions)
+    assert _pinning_decisions(cluster, "Verified") == verified + 1
+    assert _pinning_decisions(cluster, "NothingToPin") == untouched
+    record = cluster.kubectl("get", "pod", "by-digest", "-n", namespace, "-o", f"jsonpath={RECORD_PATH}")
+    assert record.stdout == ""
+
+    # a Pod by digest that names the record is sent, and gets the true one
+    forged = json.dumps({images.signed: {"digest": "sha256:0", "signer": "me", "issuer": "x"}})
+    named = cluster.kubectl(
+        "run", "named", "-n", namespace, f"--image={images.signed}", f"--annotations={ANNOTATION}={forged}"
+    )
+    assert named.returncode == 0, named.stderr
+    assert _pinning_decisions(cluster, "NothingToPin") == untouched + 1
+    record = cluster.kubectl("get", "pod", "named", "-n", namespace, "-o", f"jsonpath={RECORD_PATH}")
+    assert json.loads(record.stdout)[images.signed]["signer"] == TRUSTED_SUBJECT
+
+    # a Deployment by digest is not sent to the workloads mutating webhook either
+    before = cluster.controller.controller.metrics.decisions.value(
+        kind="Deployment", allowed="true", reason="PinningOff"
+    )
+    created = cluster.kubectl(
+        "create", "deployment", "by-digest", "-n", namespace, f"--image={images.signed}"
+    )
+    assert created.returncode == 0, created.stderr
+    tagged = cluster.kubectl(
+        "create", "deployment", "by-tag", "-n", namespace, f"--image={images.signed_tag}"
+    )
+    assert tagged.returncode == 0, tagged.stderr
+    after = cluster.controller.controller.metrics.decisions.value(
+        kind="Deployment", allowed="true", reason="PinningOff"
+    )
+    assert after == before + 1  # by-tag only
 
 
 pytestmark = pytest.mark.usefixtures("cluster")
