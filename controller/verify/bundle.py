@@ -25,7 +25,8 @@ refuses (``tests/verify/test_oracle.py`` compares the two case by case). The fir
    was required; none later than ``now``                         -> TimestampInvalid;
    the log key of an entry without a SET (Rekor v2) is valid at every signing time
                                                                  -> TlogEntryInvalid
-8. the certificate path (:mod:`.chain`) and the leaf are valid at every signing time
+8. the certificate path (:mod:`.chain`) and the leaf are valid at every signing time, and the leaf
+   at an entry's integratedTime even where no SET covers it (sigstore-go checks every non-zero one)
                                                                  -> CertificateChainInvalid /
                                                                     CertificateNotValidAtSigningTime
 9. the embedded SCT (:mod:`.sct`)                                -> SCTMissing / SCTInvalid (relaxable)
@@ -155,6 +156,18 @@ def _check_presented_chain(bundle: Bundle, path_der: tuple[bytes, ...]) -> None:
         raise EvidenceError(Reason.CERTIFICATE_CHAIN_INVALID, "bundle chain is not the trusted path")
 
 
+def _check_claimed_times(leaf: Leaf, entries: tuple[VerifiedEntry, ...]) -> None:
+    """Step 8: an integratedTime without a SET is no proof of time, but one outside the leaf's
+    validity contradicts the bundle (sigstore-go refuses it)."""
+    for entry in entries:
+        when = entry.claimed_at
+        if when is not None and not leaf.not_before <= when <= leaf.not_after:
+            raise EvidenceError(
+                Reason.CERTIFICATE_EXPIRED,
+                f"the entry's integrated time {when.isoformat()} is outside the certificate's validity",
+            )
+
+
 def _signing_times(
     bundle: Bundle, entries: tuple[VerifiedEntry, ...], trust_root: TrustRoot, now: datetime
 ) -> list[datetime]:
@@ -209,6 +222,7 @@ def _verify(
         paths = [verify_chain(leaf, at=when, trust_root=trust_root, chain_pem=None) for when in times]  # 8
         path = paths[0]
         _check_presented_chain(bundle, tuple(ca.der for ca in path))
+        _check_claimed_times(leaf, entries)
         try:  # 9
             verify_embedded_sct(leaf, path[0], trust_root)
         except EvidenceError as e:

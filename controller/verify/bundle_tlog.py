@@ -11,7 +11,9 @@ Each entry must, in order:
 5d. when it has an inclusion proof, lead from the body's leaf hash to the proof's root
     (:mod:`.merkle`), and that root and size be those of a checkpoint signed by the same log
     (:mod:`.checkpoint`)                                                -> TlogEntryInvalid
-5e. have a SET or an inclusion proof (bundle v0.2+ require the proof at parse time)
+5e. have a SET or an inclusion proof (bundle v0.2+ require the proof at parse time); a Rekor v2
+    entry (hashedrekord/dsse 0.0.2, no SET) has one index, so its ``logIndex`` is the proof's: the
+    index reported is then the one the Merkle path proves                -> TlogEntryInvalid
 
 Rekor v2 entries (``0.0.2``) have no SET and no integrated time: their time comes from RFC 3161
 timestamps (step 6). Such an entry's log key must then be valid, by its trust-root ``validFor``,
@@ -23,7 +25,8 @@ from __future__ import annotations
 
 import binascii
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Final
 
 from controller.errors import EvidenceError, Reason
 from controller.model import Digest
@@ -35,6 +38,8 @@ from controller.verify.keyed import VerificationKey
 from controller.verify.merkle import leaf_hash, verify_inclusion
 from controller.verify.tlog import RekorEntry, verify_set
 from controller.verify.trustroot import TransparencyLog, TrustRoot, ValidityPeriod
+
+_REKOR_V2_KINDS: Final = frozenset({("hashedrekord", "0.0.2"), ("dsse", "0.0.2")})
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +54,7 @@ class VerifiedEntry:
     log_id_hex: str
     integrated_at: datetime | None
     windows: tuple[ValidityPeriod, ...] = ()
+    claimed_at: datetime | None = None  # a non-zero integratedTime that no SET covers (not a signing time)
 
 
 def _invalid(detail: str) -> EvidenceError:
@@ -143,7 +149,18 @@ def _verify_entry(
     elif entry.inclusion_proof is None:  # 5e
         raise _invalid("tlog entry has neither an inclusion promise nor an inclusion proof")
     windows = _verify_proof(entry, logs, trust_root)  # 5d
-    return VerifiedEntry(entry.log_index, entry.log_id.hex(), integrated_at, windows)
+    proof = entry.inclusion_proof
+    if (
+        entry.signed_entry_timestamp is None
+        and (entry.kind, entry.version) in _REKOR_V2_KINDS
+        and proof is not None
+        and proof.log_index != entry.log_index
+    ):  # 5e
+        raise _invalid(f"logIndex {entry.log_index} is not the inclusion proof's {proof.log_index}")
+    claimed_at = None
+    if integrated_at is None and entry.integrated_time:
+        claimed_at = datetime.fromtimestamp(entry.integrated_time, tz=UTC)
+    return VerifiedEntry(entry.log_index, entry.log_id.hex(), integrated_at, windows, claimed_at)
 
 
 def verify_entries(

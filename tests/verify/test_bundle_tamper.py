@@ -884,3 +884,39 @@ def test_no_tlog_entry(name: str, kit: SigstoreKit, root: TrustRoot, signing_key
     )
     assert relaxed.log_index is None
     assert relaxed.warnings
+
+
+@pytest.mark.parametrize("name", [n for n in REKOR2 if not BY_NAME[n].keyed])
+@pytest.mark.parametrize(
+    ("offset", "expected"),
+    [
+        (None, None),
+        (timedelta(0), None),
+        (timedelta(minutes=-30), Reason.CERTIFICATE_EXPIRED),
+        (timedelta(minutes=30), Reason.CERTIFICATE_EXPIRED),
+    ],
+    ids=["absent", "at-signing", "before-leaf", "after-leaf"],
+)
+def test_integrated_time_without_set_must_fit_the_leaf(
+    name: str, offset: timedelta | None, expected: Reason | None, kit: SigstoreKit, signing_key: SigningKey
+) -> None:
+    """No SET covers it, so it is no time of signing; but sigstore-go refuses one outside the leaf."""
+    variant = BY_NAME[name]
+    when = kit.default_sign_time()
+    doc = make(variant, kit, signing_key, timestamp_time=when)
+    if offset is not None:
+        _entry(doc)["integratedTime"] = str(int((when + offset).timestamp()))
+    root = _root_with(kit)
+    assert reason(lambda: verify(variant, doc, root, signing_key, now=NOW + timedelta(hours=1))) is expected
+
+
+@pytest.mark.parametrize("name", REKOR2)
+def test_rekor2_log_index_is_the_proofs(
+    name: str, made: dict[str, Doc], root: TrustRoot, signing_key: SigningKey
+) -> None:
+    """A Rekor v2 entry has no SET over its logIndex: it must be the index the Merkle path proves."""
+    variant = BY_NAME[name]
+    doc = copy.deepcopy(made[name])
+    entry = _entry(doc)
+    entry["logIndex"] = str(int(entry["logIndex"]) + 1)
+    assert reason(lambda: verify(variant, doc, root, signing_key)) is Reason.TLOG_ENTRY_INVALID

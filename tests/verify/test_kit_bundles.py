@@ -220,7 +220,7 @@ def test_statement_fields_in_cosigns_order(kit: SigstoreKit) -> None:
 
 
 @pytest.fixture(scope="module")
-def fuzz_inputs(kit: SigstoreKit, key: SigningKey) -> tuple[TrustRoot, list[tuple[bytes, Digest]]]:
+def fuzz_inputs(kit: SigstoreKit, key: SigningKey) -> tuple[TrustRoot, list[tuple[bytes, Digest, Any]]]:
     root = TrustRoot.from_json(bundles.trusted_root_json(kit), "kit")
     made = [
         (bundles.make_blob_bundle(kit, ARTIFACT, version="0.1"), Digest.of(ARTIFACT)),
@@ -229,32 +229,33 @@ def fuzz_inputs(kit: SigstoreKit, key: SigningKey) -> tuple[TrustRoot, list[tupl
         (bundles.make_attestation_bundle(kit, IMAGE, entry_kind="intoto"), IMAGE),
         (bundles.make_blob_bundle(kit, ARTIFACT, key=key), Digest.of(ARTIFACT)),
     ]
-    return root, made
+    options = VerifyOptions(keys=(trusted_key(key),))
+    verified = [
+        verify_blob(data, artifact_digest=digest, trust_root=root, now=NOW, options=options)
+        for data, digest in made
+    ]
+    return root, [(data, digest, result) for (data, digest), result in zip(made, verified, strict=True)]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(which=st.integers(0, 4), position=st.floats(0, 1, exclude_max=True), byte=st.integers(0, 255))
-def test_any_byte_changed_is_a_reason(
-    fuzz_inputs: tuple[TrustRoot, list[tuple[bytes, Digest]]],
+def test_any_byte_changed_is_a_reason_or_changes_nothing_verified(
+    fuzz_inputs: tuple[TrustRoot, list[tuple[bytes, Digest, Any]]],
     key: SigningKey,
     which: int,
     position: float,
     byte: int,
 ) -> None:
+    """A changed byte is refused with a Reason, or it was in what nobody signs and nothing reads
+    as fact (the key hint, a Rekor v1 note's signer name, base64 padding bits): then every field of
+    the result is the original's."""
     root, made = fuzz_inputs
-    data, digest = made[which]
+    data, digest, original = made[which]
     index = int(position * len(data))
     changed = data[:index] + bytes([byte]) + data[index + 1 :]
+    options = VerifyOptions(keys=(trusted_key(key),))
     try:
-        verify_blob(
-            changed,
-            artifact_digest=digest,
-            trust_root=root,
-            now=NOW,
-            options=VerifyOptions(keys=(trusted_key(key),)),
-        )
+        result = verify_blob(changed, artifact_digest=digest, trust_root=root, now=NOW, options=options)
     except ImprimaturError:
         return
-    # it verified: the change must have been meaningless to a JSON reader (the same byte, or
-    # insignificant whitespace)
-    assert changed == data or json.loads(changed) == json.loads(data)
+    assert result == original
