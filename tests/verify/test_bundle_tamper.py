@@ -149,7 +149,7 @@ def made(kit: SigstoreKit, signing_key: SigningKey) -> dict[str, Doc]:
     return {v.name: make(v, kit, signing_key) for v in VARIANTS}
 
 
-def make(variant: Variant, kit: SigstoreKit, key: SigningKey, **options: Any) -> Doc:
+def make(variant: Variant, kit: SigstoreKit, key: SigningKey | None, **options: Any) -> Doc:
     return variant.build(kit, key if variant.keyed else None, **{**variant.options, **options})
 
 

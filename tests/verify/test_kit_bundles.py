@@ -237,7 +237,7 @@ def fuzz_inputs(kit: SigstoreKit, key: SigningKey) -> tuple[TrustRoot, list[tupl
     return root, [(data, digest, result) for (data, digest), result in zip(made, verified, strict=True)]
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(which=st.integers(0, 4), position=st.floats(0, 1, exclude_max=True), byte=st.integers(0, 255))
 def test_any_byte_changed_is_a_reason_or_changes_nothing_verified(
     fuzz_inputs: tuple[TrustRoot, list[tuple[bytes, Digest, Any]]],
