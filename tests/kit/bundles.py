@@ -387,6 +387,7 @@ def build_bundle(
     timestamps: int | None = None,
     timestamp_time: datetime | None = None,
     tsa: TestTSA | None = None,
+    embed_tsa_chain: bool = False,
     chain: bool = False,
     sign_time: datetime | None = None,
     mutate_body: Callable[[dict[str, Any]], None] | None = None,
@@ -398,7 +399,8 @@ def build_bundle(
     ``tlog`` picks the log style (``"none"``: no entry); ``entry_kind`` the body kind (defaults:
     hashedrekord for a message, dsse for an envelope; ``"intoto"`` 0.0.2 with Rekor v1;
     ``"hashedrekord"`` over the PAE with Rekor v2). ``inclusion_promise`` defaults to Rekor v1;
-    ``timestamps`` (RFC 3161 tokens) defaults to 1 with Rekor v2, else 0. ``chain`` adds the
+    ``timestamps`` (RFC 3161 tokens) defaults to 1 with Rekor v2, else 0, from ``tsa`` (default the
+    kit's), with its certificates embedded when ``embed_tsa_chain``. ``chain`` adds the
     intermediate to a v0.1/v0.2 chain. ``signature`` replaces the computed signature;
     ``body_signer`` is the verifier the entry body records (default ``signer``).
     """
@@ -475,7 +477,11 @@ def build_bundle(
         stamp = timestamp_time or when
         material["timestampVerificationData"] = {
             "rfc3161Timestamps": [
-                {"signedTimestamp": b64(authority.response(data=signature, when=stamp, embed=False))}
+                {
+                    "signedTimestamp": b64(
+                        authority.response(data=signature, when=stamp, embed=embed_tsa_chain)
+                    )
+                }
                 for _ in range(count)
             ]
         }

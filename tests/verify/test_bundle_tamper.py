@@ -573,6 +573,8 @@ def test_timestamp_imprint(
     [
         ("no-timestamp", Reason.TIMESTAMP_INVALID),
         ("untrusted-tsa", Reason.TIMESTAMP_INVALID),
+        ("untrusted-tsa-embedded", Reason.TIMESTAMP_INVALID),
+        ("trusted-tsa-embedded", Reason.VERIFIED),
         ("in-the-future", Reason.TIMESTAMP_INVALID),
         ("after-leaf-expiry", Reason.CERTIFICATE_EXPIRED),
         ("before-leaf", Reason.CERTIFICATE_EXPIRED),
@@ -592,6 +594,8 @@ def test_timestamp_defect(  # noqa: PLR0917 (pytest parameters and fixtures)
     options: dict[str, Any] = {
         "no-timestamp": {"timestamps": 0},
         "untrusted-tsa": {"tsa": TestTSA.create(NOW, name="rogue-tsa")},
+        "untrusted-tsa-embedded": {"tsa": TestTSA.create(NOW, name="rogue-tsa"), "embed_tsa_chain": True},
+        "trusted-tsa-embedded": {"embed_tsa_chain": True},
         "in-the-future": {"timestamp_time": NOW + timedelta(minutes=5)},
         "after-leaf-expiry": {"timestamp_time": when + timedelta(minutes=20)},
         "before-leaf": {"timestamp_time": when - timedelta(minutes=5)},
