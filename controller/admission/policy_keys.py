@@ -125,7 +125,9 @@ class PolicyKeys:
     def current(self, entry: PolicyEntry) -> PolicyEntry:
         """``entry`` (from kopf's index), or its recompilation if one of its Secrets changed since."""
         tracked = self._tracked.get(entry.key)
-        if tracked is None or tracked.indexed is not entry:
+        # kopf's index keeps the value it holds when a re-index returns an equal one (its Store replaces
+        # only on ``!=``), so the entry it hands back may be an equal twin of ours: equal is ours.
+        if tracked is None or (tracked.indexed is not entry and tracked.indexed != entry):
             return entry
         return tracked.current
 

@@ -183,3 +183,23 @@ def test_validate_policies_reads_the_secret_and_only_warns_while_it_is_missing()
     quiet: list[str] = []
     asyncio.run(review.validate(body=body, operation="CREATE", warnings=quiet))
     assert quiet == []
+
+
+def test_a_changed_secret_reaches_the_entry_kopf_kept_after_an_equal_reindex() -> None:
+    """kopf's index replaces a value only when the new one differs (``!=``): after a re-index of an
+    unchanged object (a status patch's event), it still holds the first entry, an equal twin of the one
+    PolicyKeys tracked last. A changed Secret must reach that entry too, or the old key stays trusted."""
+    reader = FakeReader()
+    first_pem, second_pem = _pem(), _pem()
+    reader.put(NAMESPACE, "signing", "cosign.pub", first_pem)
+    keys = PolicyKeys(reader, NAMESPACE, compile_policy_entry)
+    body = _policy("p", ("signing", "cosign.pub"))
+    held = asyncio.run(keys.compile(body))  # what kopf's index holds
+    twin = asyncio.run(keys.compile(body))  # the re-index: equal, so kopf keeps ``held``
+    assert twin == held and twin is not held
+
+    reader.put(NAMESPACE, "signing", "cosign.pub", second_pem)
+    assert asyncio.run(keys.refresh()) is True
+    fresh = keys.current(held)
+    assert fresh is not held
+    assert [k.pem.strip() for k in _keys(fresh)] == [second_pem.strip()]
