@@ -203,6 +203,7 @@ def start_controller(
         reader=kube_reader(api),
         liveness_endpoint=f"http://127.0.0.1:{free_port()}/healthz",
         webhook_port=port,
+        namespace=CONTROLLER_NAMESPACE,  # issue 7: where policies' key secretRefs are read, as in the chart
     )
     stop_flag = threading.Event()
     login = login or kopf_login(api)
