@@ -10,7 +10,7 @@ Each entry must, in order:
                                                                         -> TlogEntryInvalid
 5d. when it has an inclusion proof, lead from the body's leaf hash to the proof's root
     (:mod:`.merkle`), and that root and size be those of a checkpoint signed by the same log
-    (:mod:`.checkpoint`)                                                -> TlogEntryInvalid
+    (:mod:`.checkpoint`); a Rekor v2 checkpoint's origin is that log's  -> TlogEntryInvalid
 5e. have a SET or an inclusion proof (bundle v0.2+ require the proof at parse time); a Rekor v2
     entry (hashedrekord/dsse 0.0.2, no SET) has one index, so its ``logIndex`` is the proof's: the
     index reported is then the one the Merkle path proves                -> TlogEntryInvalid
@@ -57,6 +57,11 @@ class VerifiedEntry:
     claimed_at: datetime | None = None  # a non-zero integratedTime that no SET covers (not a signing time)
 
 
+def _is_rekor_v2(entry: TlogEntry) -> bool:
+    """A Rekor v2 entry: one of its kinds, and no SET (Rekor v2 signs none)."""
+    return entry.signed_entry_timestamp is None and (entry.kind, entry.version) in _REKOR_V2_KINDS
+
+
 def _invalid(detail: str) -> EvidenceError:
     return EvidenceError(Reason.TLOG_ENTRY_INVALID, detail)
 
@@ -80,7 +85,8 @@ def _verify_proof(
     entry: TlogEntry, logs: tuple[TransparencyLog, ...], trust_root: TrustRoot
 ) -> tuple[ValidityPeriod, ...]:
     """5d: the Merkle path to the root, and the root in a checkpoint the log signed; the validity
-    periods of the log keys that signed it."""
+    periods of the log keys that signed it. A Rekor v2 checkpoint's origin is the log's own (its
+    host), as sigstore-go requires; Rekor v1's ``<host> - <tree id>`` is not compared (nor by it)."""
     proof = entry.inclusion_proof
     if proof is None:
         return ()
@@ -105,6 +111,8 @@ def _verify_proof(
             continue
         if checkpoint.size != proof.tree_size or checkpoint.root_hash != proof.root_hash:
             raise _invalid("the checkpoint is not the inclusion proof's tree (size or root hash)")
+        if _is_rekor_v2(entry) and checkpoint.origin != log.origin:
+            raise _invalid(f"the checkpoint's origin {checkpoint.origin[:80]!r} is not the log's")
         windows.append(log.valid_for)
     if not windows:
         raise first_error or _invalid("no log key signed the checkpoint")
@@ -150,12 +158,7 @@ def _verify_entry(
         raise _invalid("tlog entry has neither an inclusion promise nor an inclusion proof")
     windows = _verify_proof(entry, logs, trust_root)  # 5d
     proof = entry.inclusion_proof
-    if (
-        entry.signed_entry_timestamp is None
-        and (entry.kind, entry.version) in _REKOR_V2_KINDS
-        and proof is not None
-        and proof.log_index != entry.log_index
-    ):  # 5e
+    if _is_rekor_v2(entry) and proof is not None and proof.log_index != entry.log_index:  # 5e
         raise _invalid(f"logIndex {entry.log_index} is not the inclusion proof's {proof.log_index}")
     claimed_at = None
     if integrated_at is None and entry.integrated_time:

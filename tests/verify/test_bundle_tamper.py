@@ -924,3 +924,23 @@ def test_rekor2_log_index_is_the_proofs(
     entry = _entry(doc)
     entry["logIndex"] = str(int(entry["logIndex"]) + 1)
     assert reason(lambda: verify(variant, doc, root, signing_key)) is Reason.TLOG_ENTRY_INVALID
+
+
+@pytest.mark.parametrize("name", WITH_PROOF)
+def test_checkpoint_of_another_origin_signed_by_the_log(
+    name: str, made: dict[str, Doc], kit: SigstoreKit, root: TrustRoot, signing_key: SigningKey
+) -> None:
+    """The log's key signs a checkpoint naming another origin. Rekor v2 (and sigstore-go) bind the
+    origin to the log; Rekor v1 checkpoints are verified by key alone, by sigstore-go as by us."""
+    variant = BY_NAME[name]
+    doc = copy.deepcopy(made[name])
+    checkpoint = _entry(doc)["inclusionProof"]["checkpoint"]
+    text = checkpoint["envelope"].partition("\n\n")[0] + "\n"
+    origin, _, rest = text.partition("\n")
+    infra = bundles.infrastructure(kit)
+    log = infra.rekor_v2 if variant.tlog == "v2" else infra.rekor_v1
+    checkpoint["envelope"] = bundles.sign_checkpoint(
+        log, "other.log.test" + origin[len(log.host) :] + "\n" + rest
+    )
+    expected = Reason.TLOG_ENTRY_INVALID if variant.tlog == "v2" else None
+    assert reason(lambda: verify(variant, doc, root, signing_key)) is expected
