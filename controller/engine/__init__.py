@@ -6,6 +6,7 @@
 * :mod:`~controller.engine.sources` and :mod:`~controller.engine.flights`: tags and evidence, and the
   registry reads behind them;
 * :mod:`~controller.engine.evidence`: the blocking fetch and verify steps.
+* :mod:`~controller.engine.exceptions`: the decision clock and ImagePolicyException grants.
 """
 
 from controller.engine.core import CLUSTER_TENANT, Engine

@@ -26,12 +26,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
 from types import MappingProxyType
 from typing import Final
 
 from controller.config import Settings
 from controller.engine.caches import EvaluationMemo, TTLCache
+from controller.engine.exceptions import ExceptionGrants  # issue 8: now, use_clock, exceptions
 from controller.engine.lanes import LaneLimits, Lanes
 from controller.engine.roots import Clock, utc_now
 from controller.engine.sources import DECISION_DEADLINE, Job, Sources, trim_detail, want_of
@@ -49,12 +49,6 @@ from controller.policy import (
     evaluate_policy,
 )
 from controller.policy.deadline import next_change, policy_at  # issue 8
-from controller.policy.exceptions import (  # issue 8
-    EMPTY_EXCEPTIONS,
-    ExceptionSet,
-    apply_exceptions,
-    forbidden_in,
-)
 from controller.registry import Keychain, RegistryClient, parse_reference
 from controller.verify import TrustRoot
 
@@ -69,7 +63,7 @@ REFRESH_FRACTION: Final = 0.2
 _Outcome = tuple[ImageVerdict, float]  # the verdict, and until when (monotonic) it may be reused
 
 
-class Engine:
+class Engine(ExceptionGrants):
     """Decides whether images may run. Policies, trust roots and namespace labels swap atomically."""
 
     def __init__(
@@ -112,7 +106,6 @@ class Engine:
         self._ns_gen: dict[str, int] = {}
         self._ns_policies = namespaced_ids(policies)
         self._cluster_ids = cluster_ids(policies)
-        self._exceptions = EMPTY_EXCEPTIONS  # issue 8
 
     # --- runtime updates (the admission layer's indexes call these)
 
@@ -177,41 +170,6 @@ class Engine:
 
     def close(self) -> None:
         self.lanes.close()
-
-    # --- issue 8: ImagePolicyExceptions and the decision time (controller/policy/exceptions.py)
-
-    def now(self) -> datetime:
-        """The decision time: the injected clock (exceptions' expiry, warn-mode deadlines)."""
-        return self._clock()
-
-    def use_clock(self, clock: Clock) -> None:
-        """Replace the decision clock (tests); registry reads and verification keep their own."""
-        self._clock = clock
-
-    def set_exceptions(self, exceptions: ExceptionSet) -> None:
-        """Swap the valid exceptions. Cached verdicts never include a grant, so nothing is dropped."""
-        self._exceptions = exceptions
-
-    def grant_exceptions(
-        self, decision: Decision, namespace: str | None, labels: Mapping[str, str]
-    ) -> Decision:
-        """``decision`` with every denial that an active exception of ``namespace`` covers (for an
-        object labelled ``labels``) allowed as ``ExceptionGranted``. Checked against the clock at every
-        call and never cached, so a grant ends exactly at the exception's expiry."""
-        exceptions = self._exceptions
-        if decision.allowed or not exceptions.in_namespace(namespace):
-            return decision
-        ns_labels = self._labels.get(namespace, EMPTY_LABELS) if namespace is not None else EMPTY_LABELS
-        forbidden = forbidden_in(self._policies, namespace, ns_labels)
-        verdicts = apply_exceptions(
-            decision.verdicts,
-            exceptions,
-            namespace=namespace,
-            labels=labels,
-            now=self._clock(),
-            forbidden=forbidden,
-        )
-        return decision_of(verdicts)
 
     # --- decisions
 
