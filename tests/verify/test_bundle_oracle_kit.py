@@ -16,7 +16,7 @@ import pytest
 
 from tests.kit import bundles
 from tests.kit.sigstore import DEFAULT_IDENTITY, SigstoreKit
-from tests.verify import test_bundle_tamper as matrix
+from tests.verify import bundle_variants as matrix
 from tests.verify.test_oracle import NOW, Run, ours, theirs
 
 Doc = dict[str, Any]
@@ -45,7 +45,7 @@ def _flip(text: str, at: int) -> str:
 
 
 def _signature(doc: Doc) -> None:
-    holder, key = matrix._signature_holder(doc)
+    holder, key = matrix.signature_holder(doc)
     holder[key] = _flip(holder[key], 12)
 
 
