@@ -14,7 +14,9 @@
 #    of its recipe, and is rebuilt only when the recipe changes or with --rebuild-base.
 # 3. The Dockerfile, unchanged apart from the PYTHON_IMAGE build argument. pip reaches the package
 #    index only with --network host and the machine's CA bundle mounted. podman's layer cache makes a
-#    rebuild with the same requirements.lock cost only the project's own layers.
+#    rebuild with the same requirements.lock cost only the project's own layers. The build stage is
+#    tagged localhost/imprimatur-build-stage:cache, so that `podman image prune` keeps that cache, and
+#    the step images a new build no longer uses are removed.
 #
 # The last line on stdout is `image=<name> id=<image id> size=<bytes>`. The build log is kept in
 # .cache/image/build.log. Runs one at a time (flock on .cache/image/lock).
@@ -118,6 +120,12 @@ if [ -f "$made" ]; then
   done < <(tac "$made")
 fi
 mv "$cache/images.now" "$made"
+# The build stage's last image is named, so that `podman image prune` keeps the pip layer's cache.
+build_stage=$(awk '
+  /^\[[0-9]+\/[0-9]+\] STEP 1\// { split($1, n, "/"); if (substr(n[1], 2) + 0 == n[2] + 0) exit }
+  /^--> [0-9a-f]+$/ { id = $2 }
+  END { print id }' "$cache/build.log")
+[ -z "$build_stage" ] || podman tag "$build_stage" localhost/imprimatur-build-stage:cache
 if [ -n "$old_base" ]; then
   podman rmi "$old_base" >/dev/null 2>&1 || true  # the replaced base, once no step image uses it
 fi
