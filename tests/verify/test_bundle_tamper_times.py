@@ -301,7 +301,7 @@ def _both_contents(doc: Doc) -> None:
         ),
         ("v0.3", {}, _both_contents, Reason.BUNDLE_INVALID),
         ("v0.1-set-only", {"inclusion_proof": True, "checkpoint": False}, None, None),  # v0.1 allows it
-        ("v0.1-set-only", {"version": "0.2", "media_type": bundles.MEDIA_TYPES["0.1"]}, None, None),
+        ("v0.1-set-only", {"chain": True}, None, None),  # leaf and intermediate, no root
     ],
     ids=[
         "v0.1-without-set",
