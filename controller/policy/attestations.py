@@ -15,12 +15,15 @@ verified artifact of kind ``attestation``
 4. passes every condition (else ``AttestationConditionFailed``, naming the condition's message).
 
 Every entry must be met. The work is bounded: at most :data:`MAX_CANDIDATES` artifacts are examined per
-entry, each statement is parsed once per evaluation, and all conditions of one policy evaluation share
+entry, each statement is parsed once per evaluation (and a small statement once per process while it
+stays among the :data:`PARSED_STATEMENTS` most recently used: a verified statement's bytes do not change,
+so an evaluation after a policy edit, or under another policy, does not parse it again), and all conditions of one policy evaluation share
 one cost budget of :data:`POLICY_COST_LIMIT` (each condition is bounded by ``cel.COST_LIMIT`` too).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
@@ -42,6 +45,8 @@ from controller.policy.cel import (
 
 MAX_CANDIDATES: Final = 8  # attestations of one predicate type examined per entry
 POLICY_COST_LIMIT: Final = 4 * COST_LIMIT  # every condition of one policy, for one image
+PARSED_STATEMENTS: Final = 128  # parsed statements kept, most recently used (each at most the next)
+MAX_KEPT_STATEMENT_BYTES: Final = 64 * 1024  # a bigger statement is parsed each time, never kept
 
 
 class SignerMatcher(Protocol):
@@ -80,11 +85,25 @@ class _Budget:
     def statement(self, sig: VerifiedSignature) -> Statement | CelError:
         key = id(sig)
         if key not in self.parsed:
-            try:
-                self.parsed[key] = parse_statement(sig.statement)
-            except CelError as e:
-                self.parsed[key] = e
+            data = sig.statement
+            self.parsed[key] = _parsed(data) if len(data) <= MAX_KEPT_STATEMENT_BYTES else _parse(data)
         return self.parsed[key]
+
+
+def _parse(data: bytes) -> Statement | CelError:
+    try:
+        return parse_statement(data)
+    except CelError as e:
+        return e
+
+
+@functools.lru_cache(maxsize=PARSED_STATEMENTS)
+def _parsed(data: bytes) -> Statement | CelError:
+    """:func:`_parse`, kept by the statement's bytes (the key is the bytes, compared in full on a hit).
+
+    Shared between evaluations and threads: a :class:`Statement` is only read (conditions convert it
+    into the engine's own values; the subject check reads it), never changed."""
+    return _parse(data)
 
 
 def check_attestations(

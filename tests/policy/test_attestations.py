@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from controller.errors import PolicyError, Reason
 from controller.model import Failure, VerifiedSignature
 from controller.policy import PolicySet, combine, compile_policy, evaluate_policy, policy_from_flags
+from controller.policy import attestations as attestations_module
 from controller.policy.keys import parse_public_key
 from tests.policy._builders import DIGEST, GITHUB_OAUTH, GOOGLE, GOOGLE_SA, PHBELITZ, policy_doc, signature
 
@@ -363,3 +364,16 @@ def test_warn_mode_keeps_the_fetch_reason_and_its_transience() -> None:
     assert result.passed
     assert (result.reason, result.transient) == (Reason.LIMIT_EXCEEDED, True)
     assert result.warnings and "LimitExceeded" in result.warnings[0]
+
+
+def test_a_statement_is_parsed_once_across_evaluations_and_a_big_one_is_never_kept() -> None:
+    module = attestations_module
+    module._parsed.cache_clear()
+    doc = policy_doc(attestations=[entry()])
+    for _ in range(3):  # three evaluations, as after policy edits: one parse
+        assert evaluate(doc, signature(), attestation()).reason == Reason.VERIFIED
+    info = module._parsed.cache_info()
+    assert (info.misses, info.hits) == (1, 2)
+    big = statement(padding="x" * module.MAX_KEPT_STATEMENT_BYTES)
+    assert evaluate(doc, signature(), attestation(data=big)).reason == Reason.VERIFIED
+    assert module._parsed.cache_info().currsize == 1  # parsed, but not kept
