@@ -64,6 +64,7 @@ from tests.image.podman import (
     pod_arguments,
     podman,
     probe_url,
+    the_container,
     wait_until,
 )
 from tests.kit.oci import push_signed_image
@@ -118,7 +119,6 @@ class ImageController:
     namespace: str
     signed: str
     unsigned: str
-    health_url: str
 
     def kubectl(self, *args: str, stdin: str | None = None) -> Outcome:
         return kubectl(self.api, *args, stdin=stdin)
@@ -205,6 +205,48 @@ def _healthy(url: str) -> bool:
         return False
 
 
+def _chart_flags(deployment: Obj, rendered: list[Obj], pki: TestPKI, volumes: Path) -> list[str]:
+    """The Deployment's pod as podman flags: its TLS Secret holds our 127.0.0.1 serving certificate."""
+    secret_name = next(
+        v["secret"]["secretName"] for v in deployment["spec"]["template"]["spec"]["volumes"] if "secret" in v
+    )
+    context = PodContext(
+        namespace=NAMESPACE,
+        pod_name="imprimatur-image-test-0",
+        secrets={
+            secret_name: {
+                "tls.crt": Path(pki.server_cert).read_bytes(),
+                "tls.key": Path(pki.server_key).read_bytes(),
+                "ca.crt": Path(pki.ca_file).read_bytes(),
+            }
+        },
+        config_maps={d["metadata"]["name"]: d["data"] for d in rendered if d["kind"] == "ConfigMap"},
+        volumes_dir=volumes,
+    )
+    return pod_arguments(deployment, context)
+
+
+def _host_network_flags(deployment: Obj, api: ApiServer, registry: RegistryServer, extra: Path) -> list[str]:
+    """What differs from a pod: the host's network (so 127.0.0.1 binds), a kubeconfig, the registry CA."""
+    extra.mkdir()
+    shutil.copy(registry.ca_file, extra / "ca.crt")
+    (extra / "config").write_bytes(kubeconfig(api))
+    for path in extra.iterdir():
+        path.chmod(0o444)
+    liveness = next(
+        e["value"] for e in the_container(deployment)["env"] if e["name"] == "IMPRIMATUR_LIVENESS_ENDPOINT"
+    )
+    return [
+        "--network=host",
+        "--env=IMPRIMATUR_WEBHOOK_ADDR=127.0.0.1",
+        "--env=IMPRIMATUR_METRICS_ADDR=127.0.0.1",
+        f"--env=IMPRIMATUR_LIVENESS_ENDPOINT={liveness.replace('//0.0.0.0:', '//127.0.0.1:')}",
+        f"--env=KUBECONFIG={KUBECONFIG_DIR}/config",
+        f"--volume={extra / 'config'}:{KUBECONFIG_DIR}/config:ro",
+        f"--volume={extra / 'ca.crt'}:{REGISTRY_CA_DIR}/ca.crt:ro",
+    ]
+
+
 @pytest.fixture(scope="session")
 def image_controller(  # noqa: PLR0917 (pytest fixtures are positional)
     apiserver: ApiServer,
@@ -243,42 +285,8 @@ def image_controller(  # noqa: PLR0917 (pytest fixtures are positional)
         "--set-file", f"registryConfig={registries}",
     )  # fmt: skip
     deployment = find(rendered, "Deployment")
-    secret_name = next(
-        v["secret"]["secretName"] for v in deployment["spec"]["template"]["spec"]["volumes"] if "secret" in v
-    )
-    context = PodContext(
-        namespace=NAMESPACE,
-        pod_name="imprimatur-image-test-0",
-        secrets={
-            secret_name: {
-                "tls.crt": Path(registry_pki.server_cert).read_bytes(),
-                "tls.key": Path(registry_pki.server_key).read_bytes(),
-                "ca.crt": Path(registry_pki.ca_file).read_bytes(),
-            }
-        },
-        config_maps={d["metadata"]["name"]: d["data"] for d in rendered if d["kind"] == "ConfigMap"},
-        volumes_dir=tmp / "volumes",
-    )
-    chart_flags = pod_arguments(deployment, context)
-    (tmp / "extra").mkdir()
-    shutil.copy(registry.ca_file, tmp / "extra" / "ca.crt")
-    (tmp / "extra" / "config").write_bytes(kubeconfig(apiserver))
-    for path in (tmp / "extra").iterdir():
-        path.chmod(0o444)
-    liveness = next(
-        e["value"]
-        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
-        if e["name"] == "IMPRIMATUR_LIVENESS_ENDPOINT"
-    )
-    host_network = [
-        "--network=host",
-        "--env=IMPRIMATUR_WEBHOOK_ADDR=127.0.0.1",
-        "--env=IMPRIMATUR_METRICS_ADDR=127.0.0.1",
-        f"--env=IMPRIMATUR_LIVENESS_ENDPOINT={liveness.replace('//0.0.0.0:', '//127.0.0.1:')}",
-        f"--env=KUBECONFIG={KUBECONFIG_DIR}/config",
-        f"--volume={tmp / 'extra' / 'config'}:{KUBECONFIG_DIR}/config:ro",
-        f"--volume={tmp / 'extra' / 'ca.crt'}:{REGISTRY_CA_DIR}/ca.crt:ro",
-    ]
+    chart_flags = _chart_flags(deployment, rendered, registry_pki, tmp / "volumes")
+    host_network = _host_network_flags(deployment, apiserver, registry, tmp / "extra")
     name = f"{CONTAINER_PREFIX}-{free_port()}"
     log = tmp / "container.log"
     command = [
@@ -333,7 +341,6 @@ def image_controller(  # noqa: PLR0917 (pytest fixtures are positional)
             TEST_NAMESPACE,
             signed,
             unsigned,
-            probe_url(deployment, "startupProbe"),
         )
     except ImageError as e:
         pytest.fail(f"{e}\ncontainer log:\n{log.read_text(errors='replace')[-3000:]}")
