@@ -286,12 +286,17 @@ def wait_observed(api: ApiServer, plural: str, name: str, namespace: str | None 
 
 
 def table(output: str) -> list[Mapping[str, str]]:
-    """The rows of a ``kubectl get`` table, as header -> cell (cells are separated by 2+ spaces)."""
+    """The rows of a ``kubectl get`` table, as header -> cell. Cells are cut at the header's column
+    starts, as kubectl aligns them, so an empty cell (an unset printer column) stays empty."""
     lines = [line for line in output.splitlines() if line.strip()]
     if not lines:
         return []
-    header = re.split(r"\s{2,}", lines[0].strip())
-    return [dict(zip(header, re.split(r"\s{2,}", line.strip()), strict=False)) for line in lines[1:]]
+    starts = [m.start() for m in re.finditer(r"\S+(?: \S+)*", lines[0])]
+    names = [lines[0][a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+    return [
+        {name: line[a:b].strip() for name, a, b in zip(names, starts, [*starts[1:], None], strict=True)}
+        for line in lines[1:]
+    ]
 
 
 def identity_of_anyone() -> dict[str, str]:
