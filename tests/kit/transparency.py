@@ -314,7 +314,8 @@ class TestTSA:
             not_after=now + timedelta(days=3650),
             ca=True,
         )
-        issuer, issuer_key, chain = root, root_key, ()
+        chain: tuple[x509.Certificate, ...] = ()
+        issuer, issuer_key = root, root_key
         if intermediate:
             mid_key = ec.generate_private_key(ec.SECP256R1())
             mid = _certificate(
