@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.registry", "tests.kit.fixtures"]
+# tests.fixtures.apiserver: one real kube-apiserver per session, shared by tests/apiserver and tests/image.
+pytest_plugins = ["tests.fixtures.registry", "tests.kit.fixtures", "tests.fixtures.apiserver"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -16,11 +16,11 @@ from tests.apiserver.harness import (
     publish,
     start_controller,
 )
-from tests.fixtures.apiserver import ApiServer, apiserver
+from tests.fixtures.apiserver import ApiServer
 from tests.fixtures.registry import RegistryServer, TestPKI
 from tests.kit.sigstore import SigstoreKit
 
-__all__ = ["Cluster", "apiserver", "cluster"]
+__all__ = ["Cluster", "cluster"]
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ from tests.apiserver.webhooks import (
     unregister,
 )
 from tests.deploy.helmrun import CHART, KUBE_VERSION, NAMESPACE, RELEASE, Helm, Obj, find
-from tests.fixtures.apiserver import ApiServer, apiserver
+from tests.fixtures.apiserver import ApiServer
 from tests.fixtures.processes import spawn, stop
 from tests.fixtures.registry import RegistryServer, TestPKI, free_port
 from tests.image.podman import (
@@ -70,7 +70,7 @@ from tests.image.podman import (
 from tests.kit.oci import push_signed_image
 from tests.kit.sigstore import GITHUB_OAUTH_ISSUER, Identity, SigstoreKit
 
-__all__ = ["ImageController", "apiserver", "built_image", "image_controller"]
+__all__ = ["ImageController", "built_image", "image_controller"]
 
 LANE = "image"
 TEST_NAMESPACE = "image-test"
