@@ -44,6 +44,7 @@ from controller.admission.pinning import (
     carries_record,
     effective_mode,
     encode_record,
+    image_sites,
     merged_record,
     pinned,
     pins_at_least,
@@ -65,13 +66,13 @@ from controller.admission.webhook import (
 from controller.errors import InputError, Reason
 from controller.model import Decision, ImageVerdict
 from controller.policy import CompiledPolicy
-from controller.workload import images_of
 
 log = logging.getLogger(__name__)
 
 PINNED_REASON: Final = "Pinned"  # at least one image rewritten to its digest
 UNCHANGED_REASON: Final = "NothingToPin"  # every image already pinned, denied, or not to be pinned
 PINNING_OFF_REASON: Final = "PinningOff"  # no setting or policy asks for pinning here
+MAX_CACHED_RECORDS: Final = 256  # encoded records kept for reuse (the lot is dropped when full)
 
 
 def _wants(webhook: str) -> PinMode:
@@ -89,6 +90,7 @@ class Pinning:
     def __init__(self, admission: Admission) -> None:
         self.admission = admission
         self._modes_of: tuple[object, Mapping[str, PinMode | None]] = (None, {})
+        self._records: dict[tuple[tuple[str, VerifiedImage], ...], tuple[str | None, int]] = {}
 
     @property
     def handlers(self) -> dict[str, WebhookHandler]:
@@ -118,6 +120,16 @@ class Pinning:
         if pins_at_least(self.admission.state.engine.settings.pinning, wanted):
             return True
         return any(mode is not None and pins_at_least(mode, wanted) for mode in self._policy_modes().values())
+
+    def _encoded(self, entries: Mapping[str, VerifiedImage]) -> tuple[str | None, int]:
+        """:func:`encode_record`, memoised: the same images and signers (warm pods) make the same text."""
+        key = tuple(sorted(entries.items()))
+        hit = self._records.get(key)
+        if hit is None:
+            if len(self._records) >= MAX_CACHED_RECORDS:
+                self._records.clear()
+            hit = self._records[key] = encode_record(entries)
+        return hit
 
     # --- the answer, on the event loop, without waiting
 
@@ -173,12 +185,13 @@ class Pinning:
                 fresh[record_key(final)] = entry
         manage_record = ctx.webhook == WEBHOOK_PIN_PODS and request.sub_resource is None
         record, omitted = None, 0
+        sites = image_sites(obj)  # once: the record and the patch both walk them
         if manage_record:
             old = request.old_object if request.operation == "UPDATE" else None
             if pins or carries_record(obj) or carries_record(old):  # else none: pinning's "The record"
-                final_images = [pins.get(c.image, c.image) for c in images_of(obj)]
-                record, omitted = encode_record(merged_record(final_images, fresh, old))
-        patch = build_patch(obj, pins, record=record, manage_record=manage_record)
+                final_images = [pins.get(site.image, site.image) for site in sites]
+                record, omitted = self._encoded(merged_record(final_images, fresh, old))
+        patch = build_patch(obj, pins, record=record, manage_record=manage_record, sites=sites)
         warnings = (f"{ANNOTATION}: {omitted} images not recorded (the record is full)",) if omitted else ()
         reason = PINNED_REASON if pins else (UNCHANGED_REASON if decision.verdicts else NO_IMAGES_REASON)
         return Answer(True, None, None, reason, warnings, tuple(patch))

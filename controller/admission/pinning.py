@@ -237,13 +237,14 @@ def build_patch(
     *,
     record: str | None = None,
     manage_record: bool = False,
+    sites: Sequence[ImageSite] | None = None,
 ) -> JsonPatch:
     """The JSON patch (RFC 6902) that rewrites every image in ``pins`` to its pinned form and, when
     ``manage_record``, sets the record annotation to ``record`` (removes it when None). Empty when
-    there is nothing to change."""
+    there is nothing to change. ``sites``: :func:`image_sites` of ``obj``, when the caller has them."""
     patch: JsonPatch = [
         {"op": "replace", "path": site.pointer, "value": pins[site.image]}
-        for site in image_sites(obj)
+        for site in (image_sites(obj) if sites is None else sites)
         if site.image in pins and pins[site.image] != site.image
     ]
     if manage_record:
