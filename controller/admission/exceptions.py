@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,10 +29,12 @@ import kopf
 from controller.admission.objects import GROUP, VERSION
 from controller.admission.state import PolicyState
 from controller.errors import ImprimaturError, InputError, Reason
-from controller.policy.deadline import format_timestamp
+from controller.policy.deadline import TimestampError, format_timestamp, parse_timestamp
 from controller.policy.exceptions import (
     CREATED_BY_ANNOTATION,
     EXCEPTION_KIND,
+    MAX_EXCEPTIONS_PER_NAMESPACE,
+    MAX_WILDCARDS_PER_NAMESPACE,
     CompiledException,
     ExceptionSet,
     compile_exception,
@@ -44,6 +47,7 @@ decision_log = logging.getLogger("controller.admission.decision")
 EXCEPTION_PLURAL: Final = "imagepolicyexceptions"
 EXCEPTION_INDEX: Final = "imprimatur_policy_exceptions"
 EXPIRY_CHECK_SECONDS: Final = 5.0
+REBUILD_COALESCE_SECONDS: Final = 0.05  # a burst of events rebuilds the engine's set once, not per event
 MAX_STATUS_MESSAGE: Final = 1024
 MAX_LABELS: Final = 256
 CODE_INVALID: Final = 422
@@ -87,8 +91,17 @@ def compile_entry(body: Mapping[str, object], max_lifetime: timedelta) -> Except
     return ExceptionEntry(namespace, name, compiled, "", gen)
 
 
-def desired_status(entry: ExceptionEntry, now: datetime) -> dict[str, object]:
-    """``state`` (Active / Expired / Invalid), ``message``, ``expires`` and ``observedGeneration``."""
+IGNORED_NOTE: Final = (
+    f"; beyond its namespace's bounds ({MAX_EXCEPTIONS_PER_NAMESPACE} exceptions, "
+    f"{MAX_WILDCARDS_PER_NAMESPACE} wildcards, the ones expiring last first) it is not considered"
+)
+
+
+def desired_status(entry: ExceptionEntry, now: datetime, *, ignored: bool = False) -> dict[str, object]:
+    """``state`` (Active / Expired / Invalid), ``message``, ``expires`` and ``observedGeneration``.
+
+    ``ignored``: valid, but beyond its namespace's bounds (:class:`ExceptionSet`), so it grants
+    nothing while the namespace holds that many; the message says so."""
     exception = entry.exception
     status: dict[str, object]
     if exception is None:
@@ -96,7 +109,8 @@ def desired_status(entry: ExceptionEntry, now: datetime) -> dict[str, object]:
     else:
         until = format_timestamp(exception.expires)
         if exception.active(now):
-            status = {"state": ACTIVE, "message": f"{exception.label} admits its images until {until}"}
+            note = IGNORED_NOTE if ignored else ""
+            status = {"state": ACTIVE, "message": f"{exception.label} admits its images until {until}{note}"}
         else:
             status = {"state": EXPIRED, "message": f"{exception.label} expired at {until}; it admits nothing"}
         status["expires"] = until
@@ -108,6 +122,34 @@ def desired_status(entry: ExceptionEntry, now: datetime) -> dict[str, object]:
 def _status_differs(body: Mapping[str, object], desired: Mapping[str, object]) -> bool:
     current = body.get("status")
     return not isinstance(current, Mapping) or any(current.get(k) != v for k, v in desired.items())
+
+
+def _timer_unchanged(body: Mapping[str, object], now: datetime, ignored: bool) -> bool:
+    """Whether the status written for this generation still holds at ``now``, read without compiling
+    the spec (the timer visits every exception every few seconds: a flood of them must cost little)."""
+    status = body.get("status")
+    generation = _metadata(body).get("generation")
+    if (
+        not isinstance(status, Mapping)
+        or generation is None
+        or status.get("observedGeneration") != generation
+    ):
+        return False
+    state, message = status.get("state"), status.get("message")
+    if state == INVALID:
+        return True  # an unchanged spec stays invalid: only a new generation can change that
+    try:
+        expires = parse_timestamp(status.get("expires"))
+    except TimestampError:
+        return False
+    if state == EXPIRED:
+        return now >= expires
+    return (
+        state == ACTIVE
+        and now < expires
+        and isinstance(message, str)
+        and message.endswith(IGNORED_NOTE) == ignored
+    )
 
 
 def object_labels(obj: Mapping[str, object] | None) -> Mapping[str, str]:
@@ -136,6 +178,9 @@ class Exceptions:
     def __init__(self, state: PolicyState) -> None:
         self.state = state
         self.max_lifetime = timedelta(seconds=state.engine.settings.max_exception_seconds)
+        self._pending: asyncio.TimerHandle | None = None
+        self._indices: Mapping[str, Any] = {}
+        self._over: frozenset[str] = frozenset()  # namespaces with exceptions beyond their bounds
 
     @property
     def now(self) -> Callable[[], datetime]:
@@ -157,12 +202,34 @@ class Exceptions:
             for e in store
             if isinstance(e, ExceptionEntry) and e.exception is not None
         ]
-        self.state.engine.set_exceptions(ExceptionSet(valid))
+        exceptions = ExceptionSet(valid)
+        over = frozenset(namespace for namespace, _ in exceptions.ignored)
+        if over - self._over:  # once when a namespace passes its bounds, not at every rebuild
+            log.warning(
+                "namespace(s) %s hold more ImagePolicyExceptions than are considered; %d are ignored",
+                ", ".join(sorted(over - self._over)[:8]),
+                len(exceptions.ignored),
+            )
+        self._over = over
+        self.state.engine.set_exceptions(exceptions)
+
+    def _rebuild_soon(self, indices: Mapping[str, Any]) -> None:
+        """Rebuild once :data:`REBUILD_COALESCE_SECONDS` from now: a burst (thousands of creates in a
+        namespace) rebuilds the set a few times, not once per event (each rebuild reads every entry)."""
+        self._indices = indices
+        if self._pending is None:
+            self._pending = asyncio.get_running_loop().call_later(
+                REBUILD_COALESCE_SECONDS, self._rebuild_pending
+            )
+
+    def _rebuild_pending(self) -> None:
+        self._pending = None
+        self.rebuild(self._indices)
 
     async def on_event(
         self, *, type: str | None, body: Mapping[str, object], patch: Any, **kwargs: Any
     ) -> None:
-        self.rebuild(kwargs)
+        self._rebuild_soon(kwargs)
         if type == "DELETED":
             return
         self._update_status(body, patch)
@@ -171,10 +238,16 @@ class Exceptions:
         self.rebuild(kwargs)
 
     async def on_timer(self, *, body: Mapping[str, object], patch: Any, **_: Any) -> None:
-        self._update_status(body, patch)
+        if not _timer_unchanged(body, self.now(), self._ignored(body)):
+            self._update_status(body, patch)
+
+    def _ignored(self, body: Mapping[str, object]) -> bool:
+        meta = _metadata(body)
+        return (_text(meta.get("namespace")), _text(meta.get("name"))) in self.state.engine.exceptions.ignored
 
     def _update_status(self, body: Mapping[str, object], patch: Any) -> None:
-        desired = desired_status(compile_entry(body, self.max_lifetime), self.now())
+        entry = compile_entry(body, self.max_lifetime)
+        desired = desired_status(entry, self.now(), ignored=self._ignored(body))
         if _status_differs(body, desired):
             patch["status"] = desired
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -35,6 +35,7 @@ from controller.policy.compiled import CompiledPolicy
 from controller.policy.crd import API_VERSION
 from controller.policy.deadline import TimestampError, format_timestamp, parse_timestamp
 from controller.policy.glob import GlobError, ImageGlob, normalize_image_name
+from controller.policy.globset import GlobSet, GlobSetError, compile_glob_set, wildcards
 from controller.policy.policyset import Matching, PolicySet
 from controller.policy.scope import LabelSelector, ScopeError, parse_scope
 
@@ -48,6 +49,11 @@ MAX_REASON_LENGTH: Final = 512
 MAX_NAME_LENGTH: Final = 253
 MAX_CREATOR_LENGTH: Final = 256
 MAX_MANAGED_FIELDS: Final = 64
+# What one namespace's exceptions may cost each review (matched on the webhook's event loop): the
+# first exceptions (expiring last first) within both bounds are considered, the rest grant nothing.
+MAX_EXCEPTIONS_PER_NAMESPACE: Final = 32
+MAX_WILDCARDS_PER_NAMESPACE: Final = 512
+MAX_WILDCARDS_PER_EXCEPTION: Final = 64  # wildcards (runs of *, and ?) in all its globs together
 
 _TOP_LEVEL_FIELDS: Final = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
 _SPEC_FIELDS: Final = frozenset({"images", "selector", "expires", "reason"})
@@ -67,6 +73,14 @@ class CompiledException:
     expires: datetime
     reason: str
     creator: str = "unknown"
+    # one RE2 program for all its images (controller/policy/globset.py), compiled at its first match:
+    # only the exceptions within their namespace's bounds are ever matched, so a flood costs no compile
+    _matcher: list[GlobSet] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def wildcards(self) -> int:
+        """The wildcards of all its globs: what matching it costs grows with."""
+        return sum(wildcards(glob) for glob in self.images)
 
     @property
     def label(self) -> str:
@@ -81,7 +95,12 @@ class CompiledException:
         """Whether a glob matches the (normalised) image and the selector, if any, the object's labels."""
         if self.selector is not None and not self.selector.matches(labels):
             return False
-        return any(glob.matches_normalized(normalized_image) for glob in self.images)
+        if not self._matcher:
+            try:
+                self._matcher.append(compile_glob_set(self.images))
+            except GlobSetError:
+                self._matcher.append(GlobSet(()))  # too complex for RE2's budget: it matches nothing
+        return self._matcher[0].matches_normalized(normalized_image)
 
 
 def _fail(label: str, path: str, problem: str) -> PolicyError:
@@ -205,6 +224,13 @@ def _compile_images(label: str, value: object) -> tuple[ImageGlob, ...]:
             globs.append(ImageGlob.compile(text))
         except GlobError as e:
             raise _fail(label, f"{path}.glob", str(e)) from e
+    total = sum(wildcards(glob) for glob in globs)
+    if total > MAX_WILDCARDS_PER_EXCEPTION:
+        raise _fail(
+            label,
+            "spec.images",
+            f"the globs hold {total} wildcards; at most {MAX_WILDCARDS_PER_EXCEPTION} are allowed in all",
+        )
     return tuple(globs)
 
 
@@ -246,9 +272,14 @@ class ExceptionSet:
             by_namespace.setdefault(exception.namespace, []).append(exception)
         # the one expiring last first: the warning names the exception that holds longest
         self._by_namespace = {
-            ns: tuple(sorted(items, key=lambda e: (-e.expires.timestamp(), e.name)))
+            ns: _within_bounds(sorted(items, key=lambda e: (-e.expires.timestamp(), e.name)))
             for ns, items in by_namespace.items()
         }
+        kept = {id(e) for items in self._by_namespace.values() for e in items}
+        self.ignored = frozenset(
+            (e.namespace, e.name) for items in by_namespace.values() for e in items if id(e) not in kept
+        )
+        """``(namespace, name)`` of the valid exceptions beyond their namespace's bounds: never considered."""
 
     def __len__(self) -> int:
         return sum(len(items) for items in self._by_namespace.values())
@@ -272,6 +303,21 @@ class ExceptionSet:
             if exception.active(now) and exception.covers(normalized, labels):
                 return exception
         return None
+
+
+def _within_bounds(ordered: Sequence[CompiledException]) -> tuple[CompiledException, ...]:
+    """The first exceptions within :data:`MAX_EXCEPTIONS_PER_NAMESPACE` and
+    :data:`MAX_WILDCARDS_PER_NAMESPACE`; one that would pass the wildcard budget is skipped."""
+    kept: list[CompiledException] = []
+    budget = MAX_WILDCARDS_PER_NAMESPACE
+    for exception in ordered:
+        if len(kept) == MAX_EXCEPTIONS_PER_NAMESPACE:
+            break
+        cost = exception.wildcards
+        if cost <= budget:
+            kept.append(exception)
+            budget -= cost
+    return tuple(kept)
 
 
 EMPTY_EXCEPTIONS: Final = ExceptionSet()
