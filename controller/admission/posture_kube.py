@@ -21,6 +21,7 @@ import urllib3
 
 from controller.errors import FetchError, PolicyError, Reason
 from controller.posture import WorkloadRef
+from controller.posture.reports import REPORT_NAME
 
 CONNECT_TIMEOUT_SECONDS: Final = 3.0
 READ_TIMEOUT_SECONDS: Final = 30.0
@@ -74,10 +75,13 @@ class PostureWriter(Protocol):
         """Whether the API server serves ``group/version`` (discovery)."""
         ...
 
-    async def apply_report(
-        self, plural: str, api_version: str, namespace: str, document: Mapping[str, object]
-    ) -> None:
-        """Create or update the report (server-side apply). Raises :class:`FetchError`."""
+    async def apply_report(self, plural: str, api_version: str, namespace: str | None, body: bytes) -> None:
+        """Create or update the report named ``imprimatur`` from its JSON ``body`` (server-side
+        apply); ``namespace`` None: the cluster-scoped one. Raises :class:`FetchError`."""
+        ...
+
+    async def read_reports(self, api_version: str, plural: str) -> list[Mapping[str, object]]:
+        """Our reports of ``plural`` in every namespace (an unserved API: none). Raises :class:`FetchError`."""
         ...
 
     async def post_event(self, workload: WorkloadRef, reason: str, message: str, now: datetime) -> None:
@@ -119,6 +123,7 @@ class KubernetesPosture:
         *,
         query: Sequence[tuple[str, str]] = (),
         body: object = None,
+        raw_body: bytes | None = None,
         content_type: str = "application/json",
         max_bytes: int = MAX_PAGE_BYTES,
     ) -> Mapping[str, object] | None:
@@ -134,6 +139,8 @@ class KubernetesPosture:
                 body=body,
                 auth_settings=["BearerToken"],
             )
+            if raw_body is not None:
+                payload = raw_body
             response: Any = self._client.rest_client.pool_manager.request(
                 verb,
                 url,
@@ -186,20 +193,21 @@ class KubernetesPosture:
         document = await asyncio.to_thread(self._call, "GET", f"/apis/{api_version}", max_bytes=1024 * 1024)
         return document is not None
 
-    async def apply_report(
-        self, plural: str, api_version: str, namespace: str, document: Mapping[str, object]
-    ) -> None:
-        name = document["metadata"]["name"]  # type: ignore[index]  # built by report_documents
-        path = f"/apis/{api_version}/namespaces/{namespace}/{plural}/{name}"
+    async def apply_report(self, plural: str, api_version: str, namespace: str | None, body: bytes) -> None:
+        where = f"/apis/{api_version}/namespaces/{namespace}" if namespace else f"/apis/{api_version}"
+        path = f"{where}/{plural}/{REPORT_NAME}"
         query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
         await asyncio.to_thread(
             self._call,
             "PATCH",
             path,
             query=query,
-            body=dict(document),
-            content_type="application/apply-patch+yaml",
+            raw_body=body,
+            content_type="application/apply-patch+yaml",  # YAML is a superset of JSON
         )
+
+    async def read_reports(self, api_version: str, plural: str) -> list[Mapping[str, object]]:
+        return await asyncio.to_thread(self.list_reports, api_version, plural, None)
 
     async def post_event(self, workload: WorkloadRef, reason: str, message: str, now: datetime) -> None:
         stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -5,6 +5,7 @@ clock (timestamps are passed in). The background loop that feeds it, and the wri
 documents, live in :mod:`controller.admission.background`, which owns the Kubernetes API.
 """
 
+from controller.posture.cluster import ClusterObjectStatus, cluster_findings
 from controller.posture.findings import (
     Finding,
     Outcome,
@@ -17,10 +18,12 @@ from controller.posture.findings import (
 from controller.posture.flips import Flip, FlipTracker
 from controller.posture.plan import CyclePlan, PlanLimits, plan_cycle
 from controller.posture.reports import (
+    CLUSTER_REPORT_FORMATS,
     REPORT_FORMATS,
     ReportFormat,
     ReportLimits,
     ReportRow,
+    cluster_report_document,
     content_of,
     gauge_counts,
     report_documents,
@@ -29,7 +32,9 @@ from controller.posture.reports import (
 )
 
 __all__ = [
+    "CLUSTER_REPORT_FORMATS",
     "REPORT_FORMATS",
+    "ClusterObjectStatus",
     "CyclePlan",
     "Finding",
     "Flip",
@@ -41,6 +46,8 @@ __all__ = [
     "ReportRow",
     "WorkloadImages",
     "WorkloadRef",
+    "cluster_findings",
+    "cluster_report_document",
     "content_of",
     "finding_of",
     "gauge_counts",

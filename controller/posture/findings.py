@@ -28,17 +28,17 @@ class WorkloadRef:
 
     def reference(self) -> dict[str, str]:
         """As a Kubernetes ObjectReference (``resources[]`` of a report result)."""
-        ref = {
-            "apiVersion": self.api_version,
-            "kind": self.kind,
-            "namespace": self.namespace,
-            "name": self.name,
-        }
+        ref = {"apiVersion": self.api_version, "kind": self.kind}
+        if self.namespace:  # "" for a cluster-scoped object (a ClusterImagePolicy, a TrustRoot)
+            ref["namespace"] = self.namespace
+        ref["name"] = self.name
         if self.uid:
             ref["uid"] = self.uid
         return ref
 
     def __str__(self) -> str:
+        if not self.namespace:
+            return f"{self.kind.lower()}/{self.name}"
         return f"{self.kind.lower()}/{self.namespace}/{self.name}"
 
 

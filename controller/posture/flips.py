@@ -3,7 +3,9 @@
 Bounded: at most ``max_entries`` outcomes are remembered (the oldest are forgotten first), and after a
 complete cycle everything that cycle did not see is dropped. An outcome of ``error`` (undecided now)
 keeps the previous one: a registry outage is not a flip, and the pass -> fail after it still is.
-Memory is per process: after a restart the first cycle has nothing to compare and raises no Event.
+Memory is per process, so on start it is *seeded* from the reports already in the cluster
+(:meth:`FlipTracker.seed`, with what was read back): a restart between a pass and the next fail
+still raises the Event.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from controller.posture.findings import Finding, Outcome, WorkloadRef
 DEFAULT_MAX_ENTRIES: Final = 100_000
 
 _Key = tuple[WorkloadRef, str]
+_SEEDABLE: Final[dict[str, Outcome]] = {"pass": "pass", "fail": "fail", "warn": "warn"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,22 @@ class FlipTracker:
             while len(self._last) > self.max_entries:
                 del self._last[next(iter(self._last))]
         return flips
+
+    def seed(self, outcomes: Iterable[tuple[WorkloadRef, str, str]]) -> int:
+        """Remember outcomes read back from earlier reports, under what is already known (never over
+        it). Only pass, fail and warn count; anything else is skipped. Returns how many were taken."""
+        taken = 0
+        for workload, image, outcome in outcomes:
+            if len(self._last) >= self.max_entries:
+                break
+            key = (workload, image)
+            if key in self._last:
+                continue
+            known = _SEEDABLE.get(outcome)
+            if known is not None:
+                self._last[key] = known
+                taken += 1
+        return taken
 
     def retain(self, seen: Iterable[tuple[WorkloadRef, str]]) -> int:
         """After a complete cycle: forget every (workload, image) not in ``seen``. Returns how many."""

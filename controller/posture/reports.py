@@ -8,8 +8,9 @@ Field shapes follow the CRDs (kyverno ``config/crds/wgpolicyk8s.io``; openreport
 ``policy`` is the governing policies, ``rule`` the reason code, ``message`` the detail, and
 ``properties`` the image, its digest and, for passes, the signer.
 
-Every object this controller checks (Pods and workload templates) is namespaced, so there are no
-cluster-scoped results: no ClusterPolicyReport / ClusterReport is written.
+Cluster-scoped results (each ClusterImagePolicy and TrustRoot: ready, or why not; see
+:mod:`controller.posture.cluster`) go in one ``ClusterPolicyReport`` / OpenReports ``ClusterReport``
+named ``imprimatur`` (:func:`cluster_report_document`), in the same shape.
 
 **Bounded.** A report holds at most ``max_results`` results (failures first, then errors, warnings,
 passes); its ``summary`` still counts every finding, and the annotation ``imprimatur.dev/truncated``
@@ -33,6 +34,10 @@ REPORT_FORMATS: Final[Mapping[ReportFormat, tuple[str, str, str]]] = {
     # format -> (apiVersion, kind, plural)
     "wgpolicyk8s": ("wgpolicyk8s.io/v1alpha2", "PolicyReport", "policyreports"),
     "openreports": ("openreports.io/v1alpha1", "Report", "reports"),
+}
+CLUSTER_REPORT_FORMATS: Final[Mapping[ReportFormat, tuple[str, str, str]]] = {
+    "wgpolicyk8s": ("wgpolicyk8s.io/v1alpha2", "ClusterPolicyReport", "clusterpolicyreports"),
+    "openreports": ("openreports.io/v1alpha1", "ClusterReport", "clusterreports"),
 }
 REPORT_NAME: Final = "imprimatur"
 SOURCE: Final = "imprimatur"
@@ -70,7 +75,7 @@ def gauge_counts(findings: Iterable[Finding]) -> dict[tuple[str, str], int]:
 
 
 def _result(finding: Finding, seconds: int) -> dict[str, object]:
-    properties = {"image": finding.image[:MAX_PROPERTY]}
+    properties = {"image": finding.image[:MAX_PROPERTY]} if finding.image else {}
     if finding.digest:
         properties["digest"] = finding.digest
     if finding.signer:
@@ -93,6 +98,35 @@ def _ordered(findings: Sequence[Finding]) -> list[Finding]:
     return sorted(findings, key=lambda f: (rank[f.outcome], f.workload, f.image))
 
 
+def _document(
+    items: Sequence[Finding],
+    *,
+    api_version: str,
+    kind: str,
+    namespace: str | None,
+    report_format: ReportFormat,
+    limits: ReportLimits,
+    seconds: int,
+) -> dict[str, object]:
+    kept = _ordered(items)[: limits.max_results]
+    kept.sort(key=lambda f: (f.workload, f.image))
+    metadata: dict[str, object] = {"name": REPORT_NAME}
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    metadata["labels"] = dict(MANAGED_BY)
+    if len(items) > len(kept):
+        metadata["annotations"] = {
+            TRUNCATED_ANNOTATION: f"{len(items) - len(kept)} of {len(items)} results left out "
+            f"(at most {limits.max_results}; failures kept first); the summary counts all"
+        }
+    document: dict[str, object] = {"apiVersion": api_version, "kind": kind, "metadata": metadata}
+    if report_format == "openreports":
+        document["source"] = SOURCE
+    document["summary"] = summary_of(items)
+    document["results"] = [_result(f, seconds) for f in kept]
+    return document
+
+
 def report_documents(
     findings: Iterable[Finding],
     *,
@@ -103,33 +137,42 @@ def report_documents(
 ) -> dict[str, dict[str, object]]:
     """namespace -> the report document for it: every namespace with at least one finding, and every
     namespace in ``also`` (with no results, e.g. its workloads are gone)."""
-    limits = limits or ReportLimits()
     api_version, kind, _ = REPORT_FORMATS[report_format]
-    seconds = int(now.timestamp())
     by_ns: dict[str, list[Finding]] = {namespace: [] for namespace in also}
     for f in findings:
         by_ns.setdefault(f.workload.namespace, []).append(f)
-    documents: dict[str, dict[str, object]] = {}
-    for namespace, items in sorted(by_ns.items()):
-        kept = _ordered(items)[: limits.max_results]
-        kept.sort(key=lambda f: (f.workload, f.image))
-        metadata: dict[str, object] = {
-            "name": REPORT_NAME,
-            "namespace": namespace,
-            "labels": dict(MANAGED_BY),
-        }
-        if len(items) > len(kept):
-            metadata["annotations"] = {
-                TRUNCATED_ANNOTATION: f"{len(items) - len(kept)} of {len(items)} results left out "
-                f"(at most {limits.max_results}; failures kept first); the summary counts all"
-            }
-        document: dict[str, object] = {"apiVersion": api_version, "kind": kind, "metadata": metadata}
-        if report_format == "openreports":
-            document["source"] = SOURCE
-        document["summary"] = summary_of(items)
-        document["results"] = [_result(f, seconds) for f in kept]
-        documents[namespace] = document
-    return documents
+    return {
+        namespace: _document(
+            items,
+            api_version=api_version,
+            kind=kind,
+            namespace=namespace,
+            report_format=report_format,
+            limits=limits or ReportLimits(),
+            seconds=int(now.timestamp()),
+        )
+        for namespace, items in sorted(by_ns.items())
+    }
+
+
+def cluster_report_document(
+    findings: Sequence[Finding],
+    *,
+    now: datetime,
+    report_format: ReportFormat = "wgpolicyk8s",
+    limits: ReportLimits | None = None,
+) -> dict[str, object]:
+    """The cluster-scoped report (``ClusterPolicyReport`` / ``ClusterReport``) of cluster findings."""
+    api_version, kind, _ = CLUSTER_REPORT_FORMATS[report_format]
+    return _document(
+        findings,
+        api_version=api_version,
+        kind=kind,
+        namespace=None,
+        report_format=report_format,
+        limits=limits or ReportLimits(),
+        seconds=int(now.timestamp()),
+    )
 
 
 def content_of(document: Mapping[str, object]) -> object:
@@ -166,6 +209,8 @@ class ReportRow:
     message: str
     digest: str
     signer: str
+    api_version: str = ""  # of the workload (what a restart needs to match it again)
+    uid: str = ""
 
 
 def _text(value: object, limit: int = MAX_PROPERTY) -> str:
@@ -204,6 +249,8 @@ def results_of_report(document: Mapping[str, object], *, max_results: int = 10_0
                 message=_text(r.get("message")),
                 digest=_text(props.get("digest")),
                 signer=_text(props.get("signer")),
+                api_version=_text(ref.get("apiVersion")),
+                uid=_text(ref.get("uid"), 64),
             )
         )
     return rows

@@ -5,6 +5,7 @@ API server: tests/apiserver/test_reports.py.)"""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from controller.admission.background import BackgroundScan
 from controller.admission.metrics import AdmissionMetrics
 from controller.admission.posture_kube import WORKLOAD_KINDS, Page, WorkloadKind
 from controller.config import BackgroundSettings
-from controller.errors import Reason
+from controller.errors import FetchError, Reason
 from controller.model import Decision, ImageVerdict
 from controller.posture import WorkloadRef
 
@@ -81,6 +82,11 @@ class FakeEngine:
 class FakeState:
     engine: FakeEngine
     loaded: bool = True
+    policy_entries: tuple[Any, ...] = ()
+    trust_root_entries: tuple[Any, ...] = ()
+
+    def trust_root_readiness(self) -> dict[str, bool]:
+        return {e.key.name: e.ready for e in self.trust_root_entries}
 
 
 @dataclass
@@ -91,6 +97,8 @@ class FakeCluster:
     writes: int = 0
     events: list[tuple[WorkloadRef, str, str]] = field(default_factory=list)
     pages: int = 0
+    reads: int = 0
+    read_error: bool = False
 
     async def list_page(self, kind: WorkloadKind, *, limit: int, token: str | None) -> Page:
         self.pages += 1
@@ -104,11 +112,15 @@ class FakeCluster:
     async def served(self, api_version: str) -> bool:
         return api_version in self.served_apis
 
-    async def apply_report(
-        self, plural: str, api_version: str, namespace: str, document: Mapping[str, object]
-    ) -> None:
+    async def apply_report(self, plural: str, api_version: str, namespace: str | None, body: bytes) -> None:
         self.writes += 1
-        self.reports[(plural, namespace)] = document
+        self.reports[(plural, namespace or "")] = json.loads(body)
+
+    async def read_reports(self, api_version: str, plural: str) -> list[Mapping[str, object]]:
+        self.reads += 1
+        if self.read_error:
+            raise FetchError(Reason.INTERNAL_ERROR, "kubernetes API: GET: HTTP 503")
+        return [d for (p, _), d in self.reports.items() if p == plural]
 
     async def post_event(self, workload: WorkloadRef, reason: str, message: str, now: datetime) -> None:
         self.events.append((workload, reason, message))
@@ -241,7 +253,12 @@ def test_gauges_and_openreports_when_served() -> None:
     )
     s = scan(FakeEngine(), kube)
     run(s)
-    assert set(kube.reports) == {("policyreports", "a"), ("reports", "a")}
+    assert set(kube.reports) == {
+        ("policyreports", "a"),
+        ("reports", "a"),
+        ("clusterpolicyreports", ""),  # the ClusterImagePolicies' and TrustRoots' (none here)
+        ("clusterreports", ""),
+    }
     assert kube.reports[("reports", "a")]["source"] == "imprimatur"
     metrics = s.metrics
     assert metrics is not None
