@@ -25,6 +25,7 @@ from typing import Any, Final
 
 import kopf
 
+from controller.admission.exceptions import object_labels  # issue 8
 from controller.admission.handlers import (
     CODE_INTERNAL,
     CODE_NOT_LOADED,
@@ -160,6 +161,11 @@ class Pinning:
     def conclude(self, ctx: ReviewContext, decision: Decision) -> Answer:
         """Allowed, with the patch that pins every image allowed at a digest, and the record; or a denial
         when an image could not be decided (see :func:`_undecided`)."""
+        # issue 8: an active ImagePolicyException admits what it covers, as in Admission.conclude (even a
+        # transient failure: its registry down is the break-glass case); such an image is left as written
+        decision = self.admission.state.engine.grant_exceptions(
+            decision, _namespace(ctx.request), object_labels(ctx.request.new_object)
+        )
         ctx.decision = decision
         undecided = _undecided(decision)
         if undecided:
@@ -174,6 +180,8 @@ class Pinning:
         pins: dict[str, str] = {}
         fresh: dict[str, VerifiedImage] = {}
         for verdict in decision.verdicts:
+            if verdict.exception is not None:
+                continue  # issue 8: admitted by an exception, not verified: never pinned nor recorded
             target = (
                 pinned(verdict.image, verdict) if pins_at_least(self._mode_for(verdict), wanted) else None
             )
