@@ -17,6 +17,7 @@ from controller.policy.deadline import format_timestamp
 from tests.admission.harness import API_GROUP, cluster_policy
 from tests.apiserver.conftest import Cluster
 from tests.apiserver.harness import wait_observed
+from tests.fixtures.registry import free_port
 
 STATUS_TIMEOUT_SECONDS = 20.0
 
@@ -169,3 +170,41 @@ def test_enforce_after_switches_warning_to_denial_at_the_stated_time(
         assert denied.denials("pods") == [("SignatureNotFound", image)]
     finally:
         cluster.kubectl("delete", "clusterimagepolicy", "rollout", "--wait=true")
+
+
+def test_an_exception_admits_an_image_whose_registry_is_down_through_both_webhooks(
+    cluster: Cluster, clock: ManualClock
+) -> None:
+    """The break-glass incident: the registry is down, so the image cannot be decided (a transient
+    verdict). The mutating webhook used to refuse it before the validating one could apply the grant."""
+    api = cluster.api
+    team, other = api.create_namespace("exc-down"), api.create_namespace("exc-down-other")
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens there
+    image = f"{dead}/payments/api:v3"
+    api.apply([cluster_policy("down", [f"{dead}/**"])])
+    try:
+        assert wait_observed(api, "clusterimagepolicies", "down") == "True"
+        refused = _run(cluster, team, image)
+        assert refused.returncode != 0
+        assert refused.denials("pins")[:1] == [("RegistryUnavailable", image)], refused.stderr
+
+        api.apply([_exception("registry-down", team, f"{dead}/**", clock.now + timedelta(hours=1))])
+        assert _state(cluster, "registry-down", team, "Active") == "Active"
+        admitted = cluster.kubectl(
+            "run",
+            "p",
+            "-n",
+            team,
+            f"--image={image}",
+            "--dry-run=server",
+            "-o",
+            "jsonpath={.spec.containers[0].image}",
+        )
+        assert admitted.returncode == 0, admitted.stderr
+        assert admitted.stdout == image  # left as written: nothing was verified to pin it to
+        assert f"ImagePolicyException {team}/registry-down admits {image}" in admitted.stderr
+
+        elsewhere = _run(cluster, other, image)
+        assert elsewhere.denials("pins")[:1] == [("RegistryUnavailable", image)], elsewhere.stderr
+    finally:
+        cluster.kubectl("delete", "clusterimagepolicy", "down", "--wait=true")
