@@ -8,6 +8,9 @@ no PolicyReport API), with the kubeconfig as kubectl finds it (``--kubeconfig``,
 ``~/.kube/config``; ``--context``). Without ``-n`` or ``-A`` it reads the context's namespace
 (``default`` when it names none), as kubectl does.
 
+With ``-A`` the cluster-scoped report (ClusterPolicyReport / ClusterReport: each ClusterImagePolicy
+and TrustRoot, ready or why not) is read too; its rows have no namespace (``-`` in the table).
+
 Prints a table of workload, image, verdict and reason (or ``-o json``: a list of objects). Exit codes,
 like the other commands: ``0`` no listed result fails; ``1`` at least one listed result is ``fail``
 (after the filters, so ``--verdict pass`` never exits 1); ``2`` usage, configuration or API error.
@@ -18,12 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import Any, Final, TextIO
+from typing import Any, Final, Protocol, TextIO
 
 from controller.errors import ImprimaturError
-from controller.posture import REPORT_FORMATS, ReportRow, results_of_report
+from controller.posture import CLUSTER_REPORT_FORMATS, REPORT_FORMATS, ReportRow, results_of_report
 
 EXIT_OK: Final = 0
 EXIT_FAILING: Final = 1
@@ -51,6 +54,34 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--kubeconfig", default=None)
     p.add_argument("--context", default=None)
     p.set_defaults(run=run)
+
+
+class ReportSource(Protocol):
+    """Where reports are read from (:class:`~controller.admission.posture_kube.KubernetesPosture`)."""
+
+    def list_reports(
+        self, api_version: str, plural: str, namespace: str | None
+    ) -> list[Mapping[str, object]]:
+        """Our reports of ``plural`` in ``namespace`` (None: all, or cluster-scoped). Raises
+        :class:`ImprimaturError`; an unserved API is an empty list."""
+        ...
+
+
+def read_rows(source: ReportSource, *, namespace: str | None, report_format: str) -> list[ReportRow]:
+    """The rows of our reports, sorted: PolicyReports, or OpenReports Reports (``auto``: the first
+    format that has any); with ``namespace`` None, every namespace and the cluster-scoped report."""
+    for fmt, (api_version, _, plural) in REPORT_FORMATS.items():
+        if report_format not in ("auto", fmt):
+            continue
+        documents = list(source.list_reports(api_version, plural, namespace))
+        if namespace is None:
+            cluster_api, _, cluster_plural = CLUSTER_REPORT_FORMATS[fmt]
+            documents.extend(source.list_reports(cluster_api, cluster_plural, None))
+        if documents:
+            rows = [row for doc in documents for row in results_of_report(doc)]
+            rows.sort(key=lambda r: (r.namespace, r.kind, r.name, r.image))
+            return rows
+    return []
 
 
 def _context_namespace(kubeconfig: str | None, context: str | None) -> str:
@@ -83,9 +114,9 @@ def render_table(rows: Sequence[ReportRow], out: TextIO) -> None:
     header = ("NAMESPACE", "WORKLOAD", "IMAGE", "VERDICT", "REASON", "SIGNER/DETAIL")
     body = [
         (
-            r.namespace,
+            r.namespace or "-",
             f"{r.kind.lower()}/{r.name}",
-            _cell(r.image),
+            _cell(r.image) or "-",
             r.result,
             r.reason,
             _cell(r.signer or r.message),
@@ -101,30 +132,23 @@ def exit_code(rows: Sequence[ReportRow]) -> int:
     return EXIT_FAILING if any(r.result == "fail" for r in rows) else EXIT_OK
 
 
-def run(args: argparse.Namespace, out: TextIO) -> int:
+def run(args: argparse.Namespace, out: TextIO, source: ReportSource | None = None) -> int:
     import sys  # noqa: PLC0415
 
-    from controller.admission.posture_kube import KubernetesPosture  # noqa: PLC0415 - kubernetes client
-
     try:
-        kube = KubernetesPosture.from_environment(args.kubeconfig, args.context)
+        if source is None:
+            from controller.admission.posture_kube import KubernetesPosture  # noqa: PLC0415 - kubernetes client
+
+            source = KubernetesPosture.from_environment(args.kubeconfig, args.context)
         namespace = (
             None
             if args.all_namespaces
             else (args.namespace or _context_namespace(args.kubeconfig, args.context))
         )
-        documents: list[Any] = []
-        for fmt, (api_version, _, plural) in REPORT_FORMATS.items():
-            if args.report_format not in ("auto", fmt):
-                continue
-            documents = kube.list_reports(api_version, plural, namespace)
-            if documents:
-                break
+        rows = read_rows(source, namespace=namespace, report_format=args.report_format)
     except ImprimaturError as e:
         sys.stderr.write(f"imprimatur report: {e.reason}: {e.detail}\n")
         return EXIT_USAGE
-    rows = [row for doc in documents for row in results_of_report(doc)]
-    rows.sort(key=lambda r: (r.namespace, r.kind, r.name, r.image))
     rows = filter_rows(rows, reasons=args.reason, verdicts=args.verdict)
     if args.output == "json":
         json.dump([asdict(r) for r in rows], out, indent=2)
