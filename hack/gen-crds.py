@@ -659,6 +659,7 @@ _AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"
 _POLICY_COLUMNS = [
     {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
     {"name": "Enforce-After", "type": "string", "jsonPath": ".spec.enforceAfter"},  # issue 8
+    {"name": "Phase", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Enforcing")].message'},
     {"name": "Images", "type": "string", "jsonPath": ".spec.images[*].glob"},
     _READY,
     _AGE,

@@ -36,6 +36,8 @@ from typing import Any, Final
 import kopf
 
 from controller.admission.background import BackgroundScan
+from controller.admission.deadlines import Deadlines  # issue 8
+from controller.admission.deadlines import register as register_deadlines  # issue 8
 from controller.admission.exceptions import Exceptions  # issue 8
 from controller.admission.exceptions import register as register_exceptions  # issue 8
 from controller.admission.handlers import Admission
@@ -178,7 +180,8 @@ class Loader:
 
     def _desired(self, body: Mapping[str, object], entry: PolicyEntry | TrustRootEntry) -> dict[str, object]:
         trust_roots = self.state.trust_root_readiness() if isinstance(entry, PolicyEntry) else None
-        return desired_status(body, entry, trust_roots=trust_roots)
+        now = self.state.engine.now()  # issue 8: the decision clock (enforceAfter)
+        return desired_status(body, entry, now, trust_roots=trust_roots)
 
     def _on_event(
         self, index: str, type: str | None, body: Mapping[str, object], patch: Any, kwargs: Mapping[str, Any]
@@ -401,6 +404,7 @@ def build_registry(
     exceptions = Exceptions(loader.state)
     loader.policy_review.exceptions = exceptions
     register_exceptions(registry, exceptions)
+    register_deadlines(registry, Deadlines(loader.state, loader._desired))  # the Enforcing condition
     # --- end issue 8
 
     kopf.on.startup(id="trust-root-refresh", registry=registry)(loader.on_startup)

@@ -3,6 +3,11 @@
 A policy is Ready only when it compiled *and* the trust root it names is known and loaded (built-in,
 or a TrustRoot that is Ready). Otherwise it shows ``Ready=False`` with ``PolicyInvalid`` or
 ``TrustRootUnknown``, and the engine denies the images it covers with the same reason.
+
+A warn-mode policy with ``enforceAfter`` also carries an ``Enforcing`` condition (issue 8):
+``False``/``WarnUntilDeadline``, ``Warning until <time>``, then from that instant on the engine's clock
+``True``/``DeadlinePassed``, ``Enforcing since <time>`` (its ``lastTransitionTime`` is the deadline
+itself). A kopf timer (:mod:`controller.admission.deadlines`) writes the flip.
 """
 
 from __future__ import annotations
@@ -19,8 +24,12 @@ from controller.admission.objects import (
     TrustRootEntry,
 )
 from controller.errors import Reason
+from controller.policy.deadline import enforcing_at, format_timestamp
 
 MAX_SOURCE: Final = 512
+ENFORCING: Final = "Enforcing"  # issue 8: the condition of a warn-mode policy with enforceAfter
+WARN_UNTIL_DEADLINE: Final = "WarnUntilDeadline"
+DEADLINE_PASSED: Final = "DeadlinePassed"
 
 TrustRootReadiness = Mapping[str, bool]
 """Trust root name -> whether it is loaded (built-in roots are always True; an absent name is unknown)."""
@@ -55,15 +64,38 @@ def _condition(
     return condition
 
 
-def _previous_ready(body: Mapping[str, object]) -> Mapping[str, object] | None:
+def _previous_ready(body: Mapping[str, object], kind: str = "Ready") -> Mapping[str, object] | None:
     status = body.get("status")
     conditions = status.get("conditions") if isinstance(status, Mapping) else None
     if not isinstance(conditions, list):
         return None
     for condition in conditions:
-        if isinstance(condition, Mapping) and condition.get("type") == "Ready":
+        if isinstance(condition, Mapping) and condition.get("type") == kind:
             return condition
     return None
+
+
+def enforcing_condition(
+    body: Mapping[str, object], entry: PolicyEntry, now: datetime
+) -> dict[str, object] | None:
+    """The ``Enforcing`` condition of a compiled warn-mode policy with ``enforceAfter``; else None."""
+    policy = entry.policy
+    if policy is None or policy.mode != "warn" or policy.enforce_after is None:
+        return None
+    deadline = format_timestamp(policy.enforce_after)
+    enforcing = enforcing_at(policy, now)
+    condition = _condition(
+        enforcing,
+        reason=DEADLINE_PASSED if enforcing else WARN_UNTIL_DEADLINE,
+        message=f"Enforcing since {deadline}" if enforcing else f"Warning until {deadline}",
+        generation=entry.generation,
+        previous=_previous_ready(body, ENFORCING),
+        now=now,
+    )
+    condition["type"] = ENFORCING
+    if enforcing:
+        condition["lastTransitionTime"] = deadline  # it flipped at the deadline, whenever we saw it
+    return condition
 
 
 def trust_root_problem(entry: PolicyEntry, trust_roots: TrustRootReadiness | None) -> str | None:
@@ -115,6 +147,10 @@ def desired_status(
         now=now or datetime.now(UTC),
     )
     status: dict[str, object] = {"conditions": [condition]}
+    if isinstance(entry, PolicyEntry):  # issue 8: warn until enforceAfter, then enforce
+        phase = enforcing_condition(body, entry, now or datetime.now(UTC))
+        if phase is not None:
+            status["conditions"] = [condition, phase]
     if entry.generation is not None:
         status["observedGeneration"] = entry.generation
     if isinstance(entry, TrustRootEntry):

@@ -137,6 +137,7 @@ def test_printer_columns() -> None:
         assert _columns(kind) == {
             "Mode": ".spec.mode",
             "Enforce-After": ".spec.enforceAfter",  # issue 8
+            "Phase": '.status.conditions[?(@.type=="Enforcing")].message',  # issue 8: Warning until / Enforcing since
             "Images": ".spec.images[*].glob",
             "Ready": ready,
             "Age": ".metadata.creationTimestamp",
