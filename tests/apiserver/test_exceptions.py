@@ -208,3 +208,37 @@ def test_an_exception_admits_an_image_whose_registry_is_down_through_both_webhoo
         assert elsewhere.denials("pins")[:1] == [("RegistryUnavailable", image)], elsewhere.stderr
     finally:
         cluster.kubectl("delete", "clusterimagepolicy", "down", "--wait=true")
+
+
+def _phase(cluster: Cluster, name: str, wanted: str) -> str:
+    """Wait until the policy's Enforcing condition message starts with ``wanted``; the last message."""
+    deadline = time.monotonic() + STATUS_TIMEOUT_SECONDS
+    message = ""
+    while time.monotonic() < deadline:
+        response = cluster.api.request("GET", f"/apis/{API_GROUP}/clusterimagepolicies/{name}")
+        assert response.status_code == 200, response.text
+        conditions = (response.json().get("status") or {}).get("conditions") or []
+        message = next((str(c.get("message")) for c in conditions if c.get("type") == "Enforcing"), "")
+        if message.startswith(wanted):
+            return message
+        time.sleep(0.2)
+    return message
+
+
+def test_the_status_shows_warning_until_then_enforcing_since(cluster: Cluster, clock: ManualClock) -> None:
+    api = cluster.api
+    deadline = (clock.now + timedelta(days=10)).replace(microsecond=0)
+    glob = cluster.images.warn_unsigned.split("@", 1)[0]
+    api.apply([cluster_policy("phased", [glob], mode="warn", enforceAfter=format_timestamp(deadline))])
+    try:
+        until = f"Warning until {format_timestamp(deadline)}"
+        assert _phase(cluster, "phased", "Warning") == until
+        row = cluster.kubectl("get", "clusterimagepolicy", "phased")
+        assert until in row.stdout  # the Phase column
+
+        clock.now = deadline  # no edit, no event: the timer flips it on the engine's clock
+        since = f"Enforcing since {format_timestamp(deadline)}"
+        assert _phase(cluster, "phased", "Enforcing") == since
+        assert since in cluster.kubectl("get", "clusterimagepolicy", "phased").stdout
+    finally:
+        cluster.kubectl("delete", "clusterimagepolicy", "phased", "--wait=true")
