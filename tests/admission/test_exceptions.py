@@ -3,6 +3,7 @@ the labels a selector sees, the engine's grant from the index, and the decision 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,8 +11,11 @@ from typing import Any
 import kopf
 import pytest
 
+import controller.admission.exceptions as module
 from controller.admission.exceptions import (
     EXCEPTION_INDEX,
+    IGNORED_NOTE,
+    REBUILD_COALESCE_SECONDS,
     Exceptions,
     compile_entry,
     desired_status,
@@ -27,6 +31,7 @@ from controller.engine import Engine, builtin_trust_roots
 from controller.errors import Reason
 from controller.model import Decision, ImageVerdict
 from controller.policy import PolicySet
+from controller.policy.exceptions import MAX_EXCEPTIONS_PER_NAMESPACE
 from controller.registry import RegistryClient
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -229,3 +234,80 @@ async def test_the_index_feeds_the_engine_and_the_log_records_each_use(
     assert '"name": "incident-42"' in caplog.text
     assert '"creator": "alice"' in caplog.text
     assert '"denied": "NoMatchingPolicy"' in caplog.text
+
+
+# --- bounds: a namespace's flood is not considered past its bounds, and says so; the timer is cheap
+
+
+def _many(count: int, namespace: str = "team-a") -> list[dict[str, Any]]:
+    bodies = []
+    for i in range(count):
+        body = _body(expires=NOW + timedelta(hours=2, seconds=i))
+        body["metadata"]["name"] = f"flood-{i}"
+        body["metadata"]["namespace"] = namespace
+        bodies.append(body)
+    return bodies
+
+
+async def test_past_the_namespace_bound_exceptions_are_ignored_and_their_status_says_so(
+    exceptions: Exceptions,
+) -> None:
+    bodies = [*_many(MAX_EXCEPTIONS_PER_NAMESPACE + 5), *_many(1, "team-b")]
+    store: dict[object, list[object]] = {}
+    for body in bodies:
+        for key, entry in (await exceptions.index(body=body)).items():
+            store[key] = [entry]
+    exceptions.rebuild({EXCEPTION_INDEX: store})
+    engine = exceptions.state.engine
+    assert len(engine.exceptions.in_namespace("team-a")) == MAX_EXCEPTIONS_PER_NAMESPACE
+    assert len(engine.exceptions.in_namespace("team-b")) == 1  # another namespace keeps its own
+    # the ones expiring last are kept: flood-0..4 (expiring first) are the ignored ones
+    assert engine.exceptions.ignored == {("team-a", f"flood-{i}") for i in range(5)}
+
+    patch: dict[str, Any] = {}
+    await exceptions.on_timer(body=bodies[0], patch=patch)
+    assert patch["status"]["state"] == "Active"
+    assert patch["status"]["message"].endswith(IGNORED_NOTE)
+    patch = {}
+    await exceptions.on_timer(body=bodies[-2], patch=patch)
+    assert not patch["status"]["message"].endswith(IGNORED_NOTE)
+
+
+async def test_the_timer_does_not_compile_an_unchanged_exception(
+    exceptions: Exceptions, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = _body()
+    body["status"] = desired_status(compile_entry(body, timedelta(days=1)), NOW)
+    compiled: list[object] = []
+    real = module.compile_entry
+    monkeypatch.setattr(module, "compile_entry", lambda *a: compiled.append(a) or real(*a))
+    patch: dict[str, Any] = {}
+    await exceptions.on_timer(body=body, patch=patch)
+    assert (patch, compiled) == ({}, [])  # read from its status: no compile, no patch
+    clock.now = NOW + timedelta(hours=2)  # its expiry
+    await exceptions.on_timer(body=body, patch=patch)
+    assert patch["status"]["state"] == "Expired"
+    assert len(compiled) == 1
+    body["metadata"]["generation"] = 2  # a new spec: compiled again, whatever the status says
+    body["status"] = patch["status"]
+    patch = {}
+    await exceptions.on_timer(body=body, patch=patch)
+    assert len(compiled) == 2
+
+
+async def test_a_burst_of_events_rebuilds_once(
+    exceptions: Exceptions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+
+    rebuilds: list[object] = []
+    real = exceptions.rebuild
+    monkeypatch.setattr(exceptions, "rebuild", lambda indices: rebuilds.append(1) or real(indices))
+    store: dict[object, list[object]] = {}
+    for body in _many(20):
+        for key, entry in (await exceptions.index(body=body)).items():
+            store[key] = [entry]
+        await exceptions.on_event(type="ADDED", body=body, patch={}, **{EXCEPTION_INDEX: store})
+    assert rebuilds == []
+    await asyncio.sleep(REBUILD_COALESCE_SECONDS * 3)
+    assert rebuilds == [1]
+    assert len(exceptions.state.engine.exceptions) == 20

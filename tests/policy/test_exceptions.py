@@ -14,6 +14,9 @@ from controller.model import ImageVerdict
 from controller.policy import PolicySet, compile_policy
 from controller.policy.exceptions import (
     CREATED_BY_ANNOTATION,
+    MAX_EXCEPTIONS_PER_NAMESPACE,
+    MAX_WILDCARDS_PER_EXCEPTION,
+    MAX_WILDCARDS_PER_NAMESPACE,
     ExceptionSet,
     apply_exceptions,
     compile_exception,
@@ -249,3 +252,39 @@ def test_an_invalid_governing_cluster_policy_forbids_exceptions() -> None:
     policies = PolicySet([compile_policy_lenient(broken)])
     exceptions = ExceptionSet([compile_exception(_exception())])
     assert not _grant(exceptions, policies=policies).allowed
+
+
+# --- bounds (what one namespace's exceptions may cost a review)
+
+
+def test_an_exception_holds_at_most_its_wildcards() -> None:
+    at_most = [{"glob": "registry.example/" + "*a" * MAX_WILDCARDS_PER_EXCEPTION}]
+    assert compile_exception(_exception(images=at_most)).wildcards == MAX_WILDCARDS_PER_EXCEPTION
+    over = [{"glob": "registry.example/" + "*a" * 40}, {"glob": "registry.example/" + "?" * 25}]
+    with pytest.raises(PolicyError) as caught:
+        compile_exception(_exception(images=over))
+    assert caught.value.reason is Reason.POLICY_INVALID
+    assert "spec.images" in caught.value.detail
+
+
+def test_a_namespace_considers_a_bounded_set_expiring_last_first() -> None:
+    costly = [{"glob": "registry.example/" + "*a" * 64}]  # the most one exception may hold
+    fits = MAX_WILDCARDS_PER_NAMESPACE // 64
+    expiring = [
+        (CREATED + timedelta(hours=2, minutes=i)).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(fits + 2)
+    ]
+    heavy = [
+        compile_exception(_exception(name=f"h{i}", images=costly, expires=e)) for i, e in enumerate(expiring)
+    ]
+    cheap = compile_exception(_exception(name="cheap", expires="2026-12-01T11:00:00Z"))  # expires first
+    exceptions = ExceptionSet([*heavy, cheap])
+    considered = exceptions.in_namespace("team-a")
+    # the wildcard budget binds: the ones expiring last fill it, and then not even one more wildcard fits
+    assert [e.name for e in considered] == [f"h{i}" for i in reversed(range(2, fits + 2))]
+    assert exceptions.ignored == {("team-a", "h0"), ("team-a", "h1"), ("team-a", "cheap")}
+    many = ExceptionSet(
+        compile_exception(_exception(name=f"n{i}", expires=f"2026-12-02T{i // 60:02d}:{i % 60:02d}:00Z"))
+        for i in range(MAX_EXCEPTIONS_PER_NAMESPACE + 3)
+    )
+    assert len(many.in_namespace("team-a")) == MAX_EXCEPTIONS_PER_NAMESPACE
+    assert len(many.ignored) == 3
