@@ -407,6 +407,21 @@ def test_cluster_role_is_least_privilege(default_render: list[Obj]) -> None:
     expected[("", "serviceaccounts")] = {"get"}
     expected[("", "namespaces")] = {"get", "list", "watch"}  # their labels, for namespaceSelector
     expected[("", "events")] = {"create"}
+    # background re-verification (issue 8): running Pods and workload templates, read page by page
+    expected[("", "pods")] = {"list"}
+    for group, plurals_of_group in (
+        ("apps", ("daemonsets", "deployments", "replicasets", "statefulsets")),
+        ("batch", ("cronjobs", "jobs")),
+    ):
+        for workload in plurals_of_group:
+            expected[(group, workload)] = {"list"}
+    # ... and its reports, written by server-side apply (create/patch) and read back (get/list/update)
+    for group, reports in (
+        ("wgpolicyk8s.io", ("policyreports", "clusterpolicyreports")),
+        ("openreports.io", ("reports", "clusterreports")),
+    ):
+        for report in reports:
+            expected[(group, report)] = {"create", "get", "list", "patch", "update"}
     assert _rules([_controller_role(default_render)]) == expected
 
 
