@@ -4,21 +4,37 @@
 operator does not run; this calls the very ``@kopf.on.validate`` handlers the operator registers,
 with kopf's keyword arguments, behind the same :class:`~controller.admission.webhook.WebhookServer`.
 A denial is a :class:`kopf.AdmissionError` raised by the handler, exactly as under kopf.
+
+What kopf's index of ImagePolicyExceptions gives the engine in a cluster, :func:`load_exceptions`
+gives it from the same files: each one compiled as ``validate-policies`` compiles it at creation (the
+server's start is its creation, unless it carries ``metadata.creationTimestamp``), with the cluster's
+maximum lifetime. One that does not compile, or has already expired, stops the server from starting,
+as an invalid policy does; one that expires while it runs stops granting at its ``expires``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any, cast
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Final, cast
 
 import kopf
+import yaml
 
 from controller.admission.review import review_response
 from controller.admission.webhook import WebhookHandler
-from controller.errors import Reason
+from controller.config import read_bounded_file
+from controller.errors import ImprimaturError, PolicyError, Reason
+from controller.policy.deadline import format_timestamp
+from controller.policy.exceptions import EXCEPTION_KIND, CompiledException, ExceptionSet, compile_exception
 
 server_log = logging.getLogger("controller.admission.webhook")
+
+# the bounds of ``serve --policy`` files (controller/admission/server.py reads the same files)
+MAX_FILE_BYTES: Final = 8 * 1024 * 1024
+MAX_DOCUMENTS: Final = 1024
 
 
 class LocalWebhookFn:
@@ -80,3 +96,51 @@ class LocalWebhookFn:
             code=code,
             warnings=warnings,
         )
+
+
+# --- ImagePolicyExceptions from files (in a cluster: kopf's index, controller/admission/exceptions.py)
+
+
+def load_exceptions(paths: Sequence[str], *, max_lifetime: timedelta, now: datetime) -> ExceptionSet:
+    """Every ImagePolicyException in the YAML files ``paths``, compiled; other documents are skipped.
+
+    ``now`` is the creation time of those without ``metadata.creationTimestamp`` (the engine's clock
+    at load). Raises :class:`PolicyError`: ``ConfigInvalid`` for an unreadable file, ``PolicyInvalid``
+    listing every exception that does not compile or has expired (``expires`` not after its creation).
+    """
+    compiled: list[CompiledException] = []
+    problems: list[str] = []
+    for path in paths:
+        text = read_bounded_file(Path(path), MAX_FILE_BYTES, "policy file").decode("utf-8", errors="strict")
+        try:
+            documents = list(yaml.safe_load_all(text))
+        except yaml.YAMLError as e:
+            raise PolicyError(Reason.POLICY_INVALID, f"{path}: not YAML: {e}") from e
+        if len(documents) > MAX_DOCUMENTS:
+            raise PolicyError(Reason.POLICY_INVALID, f"{path}: more than {MAX_DOCUMENTS} documents")
+        for i, doc in enumerate(documents):
+            if not isinstance(doc, Mapping) or doc.get("kind") != EXCEPTION_KIND:
+                continue
+            metadata = doc.get("metadata")
+            stamped = isinstance(metadata, Mapping) and metadata.get("creationTimestamp") is not None
+            try:
+                exception = compile_exception(
+                    doc, max_lifetime=max_lifetime, created=None if stamped else now
+                )
+            except ImprimaturError as e:
+                problems.append(f"{path}[{i}]: {e.detail}")
+                continue
+            if not exception.active(now):
+                problems.append(
+                    f"{path}[{i}]: {exception.label}: spec.expires: expired at {format_timestamp(exception.expires)}"
+                )
+                continue
+            compiled.append(exception)
+    if problems:
+        raise PolicyError(Reason.POLICY_INVALID, "; ".join(problems))
+    exceptions = ExceptionSet(compiled)
+    if exceptions.ignored:
+        server_log.warning(
+            "%d ImagePolicyException(s) beyond their namespace's bounds are ignored", len(exceptions.ignored)
+        )
+    return exceptions

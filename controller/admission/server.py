@@ -19,6 +19,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -30,7 +31,7 @@ from controller.admission.background import BackgroundScan, build_background
 from controller.admission.credentials import CredentialResolver
 from controller.admission.handlers import Admission
 from controller.admission.kube import KubeReader, KubernetesReader
-from controller.admission.local import LocalWebhookFn
+from controller.admission.local import LocalWebhookFn, load_exceptions
 from controller.admission.metrics import CONTENT_TYPE, AdmissionMetrics
 from controller.admission.mutation import Pinning
 from controller.admission.objects import (
@@ -58,6 +59,7 @@ from controller.config import BackgroundSettings, Settings, read_bounded_file
 from controller.engine import Engine, builtin_trust_roots
 from controller.errors import ImprimaturError, PolicyError, Reason
 from controller.policy import PolicySet
+from controller.policy.exceptions import EXCEPTION_KIND
 from controller.registry import Keychain, RegistryClient, RegistryConfig
 
 log = logging.getLogger(__name__)
@@ -183,6 +185,8 @@ async def load_files(paths: Sequence[str]) -> tuple[list[PolicyEntry], list[Trus
             if doc is None:
                 continue
             kind = doc.get("kind") if isinstance(doc, Mapping) else None
+            if kind == EXCEPTION_KIND:
+                continue  # compiled by local.load_exceptions (issue 8: exceptions in files mode)
             if not isinstance(doc, Mapping) or kind not in (*POLICY_KINDS, TRUST_ROOT_KIND):
                 problems.append(f"{path}[{i}]: not a ClusterImagePolicy, ImagePolicy or TrustRoot")
                 continue
@@ -282,6 +286,9 @@ async def serve_files(controller: Controller, policy_files: Sequence[str]) -> No
     """Serve the webhook for the policies in ``policy_files``, until cancelled."""
     policies, roots = await load_files(policy_files)
     controller.state.apply(policies, roots)
+    engine = controller.state.engine  # issue 8: ImagePolicyExceptions in the files (local.py)
+    max_lifetime = timedelta(seconds=engine.settings.max_exception_seconds)
+    engine.set_exceptions(load_exceptions(policy_files, max_lifetime=max_lifetime, now=engine.now()))
     controller.state.mark_loaded()
     freeze_heap()
     pins = controller.pinning.handlers if controller.pinning is not None else {}
