@@ -49,7 +49,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from controller.admission.background_listing import EXCLUDE_LABEL, collect
-from controller.admission.background_pace import PaceLimits, Pacer, PaceStats
+from controller.admission.background_pace import PaceLimits, Pacer, PaceStats, ThreadActivity
 from controller.admission.background_reports import ReportWriter
 from controller.admission.metrics import AdmissionMetrics
 from controller.admission.posture_kube import WORKLOAD_KINDS, ObjectLister, PostureWriter, WorkloadKind
@@ -289,7 +289,7 @@ class BackgroundScan:
         if not self.state.loaded:
             result.skipped = "policies and trust roots are not loaded yet"
             return result
-        pace = Pacer(self.pace)
+        pace = Pacer(self.pace, busy=ThreadActivity())
         result.pace = pace.stats
         began = self.monotonic()
         deadline = began + s.cycle_seconds

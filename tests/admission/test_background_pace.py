@@ -5,13 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
+import threading
+import time
 
+import aiohttp.web
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.admission.background_pace import MAX_PAUSE_SECONDS, PaceLimits, Pacer
+from controller.admission.background_pace import (
+    MAX_DEFER_SECONDS,
+    MAX_PAUSE_SECONDS,
+    NAP_SECONDS,
+    WEBHOOK_THREAD,
+    PaceLimits,
+    Pacer,
+    ThreadActivity,
+)
 from controller.admission.background_reports import encode
+from controller.admission.serving import ServingLoop
 
 
 class FakeTime:
@@ -108,3 +121,58 @@ def test_paced_encoding_is_the_same_json(head: dict[str, object], results: list[
     t = FakeTime()
     body = asyncio.run(encode(document, _pacer(t)))
     assert json.loads(body) == document
+
+
+def test_the_cycle_steps_aside_while_admission_runs_and_not_forever() -> None:
+    t = FakeTime()
+    busy_answers = iter([True, True, False] + [True] * 1000)
+
+    pace = Pacer(PaceLimits(share=0.5), clock=t.clock, sleep=t.sleep, busy=lambda: next(busy_answers))
+
+    async def work() -> None:
+        t.now += 0.001  # past LOOK_EVERY_SECONDS
+        await pace.tick()  # busy, busy, quiet: two naps
+        t.now += 0.001
+        await pace.tick()  # busy from now on: naps up to MAX_DEFER_SECONDS, then goes on
+
+    asyncio.run(work())
+    assert t.sleeps[:2] == pytest.approx([NAP_SECONDS, NAP_SECONDS])
+    assert pace.stats.deferrals == 2
+    assert sum(t.sleeps[2:]) == pytest.approx(MAX_DEFER_SECONDS)
+
+
+def test_thread_activity_sees_a_busy_thread_and_not_a_sleeping_one() -> None:
+    stop = threading.Event()
+    spin = threading.Event()
+
+    def worker() -> None:
+        while not stop.is_set():
+            if spin.is_set():
+                sum(range(1000))
+            else:
+                stop.wait(0.001)
+
+    thread = threading.Thread(target=worker, name="probe-target", daemon=True)
+    thread.start()
+    try:
+        activity = ThreadActivity("probe-target")
+        assert activity.watching
+        spin.set()
+        time.sleep(0.05)
+        assert activity()
+        spin.clear()
+        time.sleep(0.01)
+        activity()
+        stop.set()
+        thread.join(5)
+        time.sleep(0.01)
+        assert not activity()  # ended: quiet (and never an error)
+    finally:
+        stop.set()
+    assert not ThreadActivity("no-such-thread")()  # nothing to watch: never busy
+
+
+def test_the_webhook_thread_name_is_the_one_serving_uses() -> None:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    loop = ServingLoop(aiohttp.web.Application(), addr="127.0.0.1", port=0, context=context)
+    assert loop._thread.name == WEBHOOK_THREAD
