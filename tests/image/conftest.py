@@ -7,14 +7,14 @@ How the container is run (``image_controller``):
   uid/gid 65532 and fsGroup, non-root, read-only root, no privilege escalation, all capabilities
   dropped, the default seccomp profile, the memory and CPU limits, the chart's env, the TLS Secret at
   ``/etc/imprimatur/tls`` (mode 0440, group 65532), the registries ConfigMap at
-  ``/etc/imprimatur/registries`` and ``/tmp`` as a 64 MiB tmpfs. The chart is rendered with
-  ``tls.source=external`` (the Secret's content is our 127.0.0.1 certificate), free ports, and
-  ``registryConfig`` naming the test registry's CA.
+  ``/etc/imprimatur/registries``, the test registry's CA as the Secret ``registryTLS`` names (at
+  ``/etc/imprimatur/registry-tls/registry-ca``, mode 0440: the chart's path for a private CA, end to
+  end) and ``/tmp`` as a 64 MiB tmpfs. The chart is rendered with ``tls.source=external`` (the
+  Secret's content is our 127.0.0.1 certificate), free ports, ``registryTLS`` and ``registryConfig``
+  naming the CA file it mounts.
 * What a pod would have and a container on the host network must do differently (``HOST_NETWORK``):
   ``--network host``; the webhook, health and metrics servers bind 127.0.0.1, not 0.0.0.0; kopf logs
-  in with a kubeconfig (the admin client certificate, mounted read-only) instead of a service account;
-  the registry's CA is mounted at ``/etc/imprimatur/registry-ca``, because the chart has no volume for
-  one (registries.yaml can only name a path).
+  in with a kubeconfig (the admin client certificate, mounted read-only) instead of a service account.
 * Its webhooks are the chart's rendered namespaced webhooks, registered by URL in a lane of their own
   (:mod:`tests.apiserver.webhooks`): they select only namespaces labelled ``imprimatur.test/lane=image``,
   which also carry the chart's opt-out label, so a shared in-process controller never sees them.
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -76,7 +75,9 @@ LANE = "image"
 TEST_NAMESPACE = "image-test"
 POLICY = "image-test"
 CONTAINER_PREFIX = "imprimatur-image-test"
-REGISTRY_CA_DIR = "/etc/imprimatur/registry-ca"
+REGISTRY_CA = "registry-ca"  # the registryTLS entry
+REGISTRY_CA_SECRET = "image-test-registry-ca"  # the Secret it names, holding ca.crt
+REGISTRY_CA_FILE = f"/etc/imprimatur/registry-tls/{REGISTRY_CA}/ca.crt"
 KUBECONFIG_DIR = "/etc/imprimatur/kube"
 STARTUP_SECONDS = 60.0  # the chart's startupProbe: periodSeconds 2 x failureThreshold 30
 ANSWER_SECONDS = 30.0
@@ -205,10 +206,15 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def _chart_flags(deployment: Obj, rendered: list[Obj], pki: TestPKI, volumes: Path) -> list[str]:
-    """The Deployment's pod as podman flags: its TLS Secret holds our 127.0.0.1 serving certificate."""
+def _chart_flags(
+    deployment: Obj, rendered: list[Obj], pki: TestPKI, registry: RegistryServer, volumes: Path
+) -> list[str]:
+    """The Deployment's pod as podman flags: its TLS Secret holds our 127.0.0.1 serving certificate, the
+    registryTLS Secret the test registry's CA."""
     secret_name = next(
-        v["secret"]["secretName"] for v in deployment["spec"]["template"]["spec"]["volumes"] if "secret" in v
+        v["secret"]["secretName"]
+        for v in deployment["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == "tls"
     )
     context = PodContext(
         namespace=NAMESPACE,
@@ -218,7 +224,8 @@ def _chart_flags(deployment: Obj, rendered: list[Obj], pki: TestPKI, volumes: Pa
                 "tls.crt": Path(pki.server_cert).read_bytes(),
                 "tls.key": Path(pki.server_key).read_bytes(),
                 "ca.crt": Path(pki.ca_file).read_bytes(),
-            }
+            },
+            REGISTRY_CA_SECRET: {"ca.crt": Path(registry.ca_file).read_bytes()},
         },
         config_maps={d["metadata"]["name"]: d["data"] for d in rendered if d["kind"] == "ConfigMap"},
         volumes_dir=volumes,
@@ -226,10 +233,9 @@ def _chart_flags(deployment: Obj, rendered: list[Obj], pki: TestPKI, volumes: Pa
     return pod_arguments(deployment, context)
 
 
-def _host_network_flags(deployment: Obj, api: ApiServer, registry: RegistryServer, extra: Path) -> list[str]:
-    """What differs from a pod: the host's network (so 127.0.0.1 binds), a kubeconfig, the registry CA."""
+def _host_network_flags(deployment: Obj, api: ApiServer, extra: Path) -> list[str]:
+    """What differs from a pod: the host's network (so 127.0.0.1 binds) and a kubeconfig."""
     extra.mkdir()
-    shutil.copy(registry.ca_file, extra / "ca.crt")
     (extra / "config").write_bytes(kubeconfig(api))
     for path in extra.iterdir():
         path.chmod(0o444)
@@ -243,7 +249,6 @@ def _host_network_flags(deployment: Obj, api: ApiServer, registry: RegistryServe
         f"--env=IMPRIMATUR_LIVENESS_ENDPOINT={liveness.replace('//0.0.0.0:', '//127.0.0.1:')}",
         f"--env=KUBECONFIG={KUBECONFIG_DIR}/config",
         f"--volume={extra / 'config'}:{KUBECONFIG_DIR}/config:ro",
-        f"--volume={extra / 'ca.crt'}:{REGISTRY_CA_DIR}/ca.crt:ro",
     ]
 
 
@@ -276,17 +281,18 @@ def image_controller(  # noqa: PLR0917 (pytest fixtures are positional)
     webhook, health, metrics = free_port(), free_port(), free_port()
     registries = tmp / "registries.yaml"
     registries.write_text(
-        yaml.safe_dump({"configs": {registry.host: {"tls": {"ca_file": f"{REGISTRY_CA_DIR}/ca.crt"}}}})
+        yaml.safe_dump({"configs": {registry.host: {"tls": {"ca_file": REGISTRY_CA_FILE}}}})
     )
     rendered = render(
         Helm(helm_binary()),
         "--set", f"ports.webhook={webhook},ports.health={health},ports.metrics={metrics}",
         "--set", "tls.source=external",
+        "--set", f"registryTLS[0].name={REGISTRY_CA},registryTLS[0].secretName={REGISTRY_CA_SECRET}",
         "--set-file", f"registryConfig={registries}",
     )  # fmt: skip
     deployment = find(rendered, "Deployment")
-    chart_flags = _chart_flags(deployment, rendered, registry_pki, tmp / "volumes")
-    host_network = _host_network_flags(deployment, apiserver, registry, tmp / "extra")
+    chart_flags = _chart_flags(deployment, rendered, registry_pki, registry, tmp / "volumes")
+    host_network = _host_network_flags(deployment, apiserver, tmp / "extra")
     name = f"{CONTAINER_PREFIX}-{free_port()}"
     log = tmp / "container.log"
     command = [
