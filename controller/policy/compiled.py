@@ -37,6 +37,7 @@ from controller.policy.crd import (
 )
 from controller.policy.evidence_spec import AttestationSpec, KeyIdentitySpec
 from controller.policy.glob import GlobError, ImageGlob, normalize_image_name
+from controller.policy.globset import GlobSet, compile_once
 from controller.policy.keys import KeyMatcher, KeyParseError, SecretResolver, no_secrets, parse_public_key
 from controller.policy.regex import Regexp, RegexpError, compile_regexp
 from controller.policy.scope import EMPTY_LABELS, UNSCOPED, NamespaceScope
@@ -123,6 +124,9 @@ class CompiledPolicy:
     # --- issue 9: digest pinning as this policy asks (None: the setting decides); see
     # controller.admission.pinning.effective_mode for how policies combine
     pinning: PinningSetting | None = None
+    # --- glob matching: the images' RE2 programs (controller/policy/globset.py), compiled once by
+    # glob_set(), which PolicySet calls when it is built; shared with ``enforced`` through replace()
+    _glob_set: list[GlobSet] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def label(self) -> str:
@@ -157,8 +161,11 @@ class CompiledPolicy:
 
         Raises :class:`~controller.errors.InputError` (``ReferenceInvalid``) for a malformed name.
         """
-        normalized = normalize_image_name(name)
-        return any(glob.matches_normalized(normalized) for glob in self.images)
+        return self.glob_set().matches_normalized(normalize_image_name(name))
+
+    def glob_set(self) -> GlobSet:
+        """The images' globs compiled together (once); raises :class:`~controller.policy.globset.GlobSetError`."""
+        return compile_once(self.images, self._glob_set)
 
 
 def applies_in(

@@ -13,9 +13,13 @@ A glob without a registry part is normalised as Docker normalises a reference: `
 when it holds a ``.`` or a ``:`` or is ``localhost``, or when it holds ``**`` (which already spans any
 registry). ``**`` alone matches every image.
 
-Matching does not use a backtracking regex: ``**a**a**a**b`` against a long name takes seconds in
-:mod:`re`. A glob is compiled once to a small program and run as a set of states over the name, so a
-match costs at most ``len(name) * len(glob)`` steps.
+Matching is RE2's (:mod:`controller.policy.regex`): linear in the name, in C, whatever the glob. The
+Python state-set matcher this replaced was linear too, but ``*a*a*a...`` of 512 characters against a
+255-character name cost it 20 to 30 ms of the webhook's event loop, per glob and image. A glob may hold
+at most :data:`MAX_WILDCARDS_PER_GLOB` wildcards (runs of ``*``, and ``?``): RE2's work on a name grows
+with them (``*a`` followed by 62 ``?`` is its worst, about 1 ms a name). A policy's globs are compiled
+together, once, into a :class:`~controller.policy.globset.GlobSet`; see there for what a namespace's
+ImagePolicies may cost in all.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from controller.errors import InputError, Reason
+from controller.policy.regex import Regexp, RegexpError, compile_regexp
 
 MAX_GLOB_LENGTH: Final = 512
 MAX_IMAGE_NAME_LENGTH: Final = 255  # distribution's NameTotalLengthMax, registry included
@@ -34,16 +39,11 @@ DOCKER_HUB: Final = "docker.io"
 _DOCKER_HUB_ALIASES: Final = frozenset({"index.docker.io", "registry-1.docker.io"})
 MATCH_ALL: Final = "**"
 
+# wildcards (runs of '*', and '?') in one glob; the CRD schema says the same (hack/gen-crds.py)
+MAX_WILDCARDS_PER_GLOB: Final = 64
+
 _REGISTRY_GLOB_RE: Final = re.compile(r"[a-z0-9.\-:*?]+")
 _PATH_GLOB_RE: Final = re.compile(r"[a-z0-9._\-*?]+")
-
-# program instructions
-_LITERAL: Final = 0
-_ONE: Final = 1  # ?
-_STAR: Final = 2  # *
-_DOUBLE_STAR: Final = 3  # **
-
-_Instruction = tuple[int, str]
 
 
 class GlobError(ValueError):
@@ -118,72 +118,70 @@ def normalize_image_name(reference: str) -> str:
     return normalised
 
 
-def _compile(glob: str) -> tuple[_Instruction, ...]:
-    program: list[_Instruction] = []
+def count_wildcards(normalized: str) -> int:
+    """How many wildcards (runs of ``*``, and ``?``) a glob holds: what matching it costs grows with."""
+    runs = sum(1 for i, c in enumerate(normalized) if c == "*" and (i == 0 or normalized[i - 1] != "*"))
+    return runs + normalized.count("?")
+
+
+def glob_pattern(normalized: str) -> str:
+    """The RE2 pattern of one normalised glob (``ImageGlob.normalized``), matched whole."""
+    if normalized == MATCH_ALL:
+        return ".*"
+    out: list[str] = []
     i = 0
-    while i < len(glob):
-        char = glob[i]
+    while i < len(normalized):
+        char = normalized[i]
         if char == "*":
-            run = len(glob[i:]) - len(glob[i:].lstrip("*"))
-            program.append((_DOUBLE_STAR, "") if run >= 2 else (_STAR, ""))
+            run = len(normalized) - i - len(normalized[i:].lstrip("*"))
+            out.append(".*" if run >= 2 else "[^/]*")
             i += run
             continue
-        program.append((_ONE, "") if char == "?" else (_LITERAL, char))
+        if char == "?":
+            out.append("[^/]")
+        elif char.isascii() and (char.isalnum() or char == "/"):
+            out.append(char)
+        else:
+            out.append("\\" + char if char.isascii() and not char.isspace() else f"\\x{{{ord(char):x}}}")
         i += 1
-    return tuple(program)
+    return "".join(out)
 
 
-def _closure(program: tuple[_Instruction, ...], states: set[int]) -> set[int]:
-    """Add the states reachable without consuming a character (a star may match nothing)."""
-    pending = list(states)
-    while pending:
-        state = pending.pop()
-        if state < len(program) and program[state][0] in (_STAR, _DOUBLE_STAR) and state + 1 not in states:
-            states.add(state + 1)
-            pending.append(state + 1)
-    return states
-
-
-def _run(program: tuple[_Instruction, ...], text: str) -> bool:
-    """Whole-string match of ``program`` against ``text``, in ``O(len(text) * len(program))``."""
-    end = len(program)
-    states = _closure(program, {0})
-    for char in text:
-        following: set[int] = set()
-        for state in states:
-            if state == end:
-                continue
-            op, literal = program[state]
-            if op == _LITERAL:
-                if char == literal:
-                    following.add(state + 1)
-            elif op == _ONE:
-                if char != "/":
-                    following.add(state + 1)
-            elif op == _STAR:
-                if char != "/":
-                    following.add(state)
-            else:
-                following.add(state)
-        if not following:
-            return False
-        states = _closure(program, following)
-    return end in states
+def compile_pattern(pattern: str) -> Regexp:
+    """Compile a pattern of :func:`glob_pattern` (or an alternation of them); raises :class:`GlobError`
+    when it does not fit RE2's memory budget."""
+    try:
+        return compile_regexp(f"(?s:{pattern})")
+    except RegexpError as e:
+        raise GlobError(f"the glob is too complex to compile: {e}") from e
 
 
 @dataclass(frozen=True, slots=True)
 class ImageGlob:
-    """A compiled image glob. ``glob`` is as written; ``normalized`` has the registry made explicit."""
+    """A parsed image glob. ``glob`` is as written; ``normalized`` has the registry made explicit.
+
+    Policies and exceptions match their globs together through a
+    :class:`~controller.policy.globset.GlobSet` compiled with them; :meth:`matches` compiles this one
+    glob alone, at its first use (for the CLI and one-off checks), and keeps the program.
+    """
 
     glob: str
     normalized: str
-    _program: tuple[_Instruction, ...] = field(repr=False, compare=False)
+    wildcards: int = field(compare=False)
+    _program: list[Regexp] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
     def compile(cls, glob: str) -> ImageGlob:
-        """Normalise and compile ``glob``; raises :class:`GlobError` when it is malformed."""
+        """Normalise and check ``glob``; raises :class:`GlobError` when it is malformed or holds more
+        than :data:`MAX_WILDCARDS_PER_GLOB` wildcards."""
         normalized = normalize_glob(glob)
-        return cls(glob, normalized, _compile(normalized))
+        wildcards = count_wildcards(normalized)
+        if wildcards > MAX_WILDCARDS_PER_GLOB:
+            raise GlobError(
+                f"the glob holds {wildcards} wildcards (runs of '*', and '?'); "
+                f"at most {MAX_WILDCARDS_PER_GLOB} are allowed"
+            )
+        return cls(glob, normalized, wildcards)
 
     def matches(self, image: str) -> bool:
         """Whether the image (a reference or a name; normalised first) matches this glob, whole."""
@@ -191,4 +189,6 @@ class ImageGlob:
 
     def matches_normalized(self, name: str) -> bool:
         """Whether an already normalised ``registry/repository`` name matches this glob, whole."""
-        return _run(self._program, name)
+        if not self._program:
+            self._program.append(compile_pattern(glob_pattern(self.normalized)))
+        return self._program[0].fullmatch(name)

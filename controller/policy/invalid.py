@@ -12,13 +12,14 @@ Failing closed, always.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from controller.errors import ImprimaturError
 from controller.policy.compiled import CompiledPolicy, applies_in, compile_policy
 from controller.policy.crd import MAX_GLOB_LENGTH, MAX_IMAGES, MAX_NAME_LENGTH, PolicyKind, policy_label
 from controller.policy.glob import GlobError, ImageGlob, normalize_image_name
+from controller.policy.globset import GlobSet, compile_once
 from controller.policy.keys import SecretResolver, no_secrets
 from controller.policy.scope import EMPTY_LABELS, UNSCOPED, NamespaceScope, ScopeError, parse_scope
 
@@ -40,6 +41,8 @@ class InvalidPolicy:
     images: tuple[ImageGlob, ...] | None
     detail: str
     scope: NamespaceScope = UNSCOPED
+    # the salvaged globs' RE2 programs, compiled once (see CompiledPolicy.glob_set)
+    _glob_set: list[GlobSet] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def label(self) -> str:
@@ -55,7 +58,11 @@ class InvalidPolicy:
         normalized = normalize_image_name(name)
         if self.images is None:
             return True
-        return any(glob.matches_normalized(normalized) for glob in self.images)
+        return self.glob_set().matches_normalized(normalized)
+
+    def glob_set(self) -> GlobSet:
+        """The salvaged globs compiled together, once (none: an empty set; ``matches_image`` covers all)."""
+        return compile_once(self.images or (), self._glob_set)
 
     def matches_namespace(self, namespace: str | None, labels: Mapping[str, str] = EMPTY_LABELS) -> bool:
         """Whether the policy applies in ``namespace``; the same rule as for a compiled policy."""

@@ -6,6 +6,15 @@ applies to it, and so does every ImagePolicy of that namespace whose globs match
 an invalid policy is matched like any other and denies (see :mod:`controller.policy.tenancy`, which
 also says how cluster and namespaced results combine: a namespaced policy only ever *adds*
 requirements).
+
+**What a namespace's ImagePolicies may cost.** Their globs are tenants' text, matched on the webhook's
+event loop for every image reviewed in the namespace, so the set considers, per namespace and in name
+order, only the ImagePolicies that fit in :data:`MAX_GLOBS_PER_NAMESPACE` globs,
+:data:`MAX_WILDCARDS_PER_NAMESPACE` wildcards and :data:`MAX_GLOB_CHARACTERS_PER_NAMESPACE` glob
+characters in all (about 5 ms a name at worst; see :mod:`controller.policy.globset`). The others are
+never compiled nor matched: one :class:`InvalidPolicy` named after the first of them takes their place
+and denies every image of that namespace (fail closed; an ImagePolicy only ever adds requirements), so
+the namespace's owner sees why. Other namespaces are not affected.
 """
 
 from __future__ import annotations
@@ -19,12 +28,17 @@ import yaml
 from controller.errors import ImprimaturError, PolicyError, Reason
 from controller.model import TrustedKey
 from controller.policy.compiled import CompiledPolicy, compile_policy
+from controller.policy.globset import GlobSetError
 from controller.policy.invalid import InvalidPolicy
 from controller.policy.keys import SecretResolver, no_secrets
 from controller.policy.scope import EMPTY_LABELS
 
 MAX_POLICY_YAML_BYTES: Final = 1024 * 1024
 MAX_POLICY_DOCUMENTS: Final = 512
+# What one namespace's ImagePolicies may cost each image reviewed there (see the module docstring).
+MAX_GLOBS_PER_NAMESPACE: Final = 256
+MAX_WILDCARDS_PER_NAMESPACE: Final = 256
+MAX_GLOB_CHARACTERS_PER_NAMESPACE: Final = 16384
 
 AnyPolicy = CompiledPolicy | InvalidPolicy
 
@@ -79,11 +93,21 @@ class PolicySet:
         self._cluster = tuple(
             sorted((p for p in policies if p.kind == "ClusterImagePolicy"), key=lambda p: p.name)
         )
-        self._namespaced: dict[str, tuple[AnyPolicy, ...]] = {}
+        grouped: dict[str, list[AnyPolicy]] = {}
         for policy in sorted((p for p in policies if p.kind == "ImagePolicy"), key=lambda p: p.name):
             if policy.namespace is None:
                 raise PolicyError(Reason.POLICY_INVALID, f"{policy.label}: an ImagePolicy needs a namespace")
-            self._namespaced[policy.namespace] = (*self._namespaced.get(policy.namespace, ()), policy)
+            grouped.setdefault(policy.namespace, []).append(policy)
+        self._over_budget: dict[str, tuple[AnyPolicy, ...]] = {}
+        self._namespaced: dict[str, tuple[AnyPolicy, ...]] = {}
+        for namespace, group in grouped.items():
+            considered, over = _within_budget(group)
+            if over:
+                self._over_budget[namespace] = over
+                considered.append(_over_budget_policy(namespace, over))
+            self._namespaced[namespace] = tuple(_with_glob_set(p) for p in considered)
+        # every glob set is compiled here, once per policy object, so that no review compiles one
+        self._cluster = tuple(_with_glob_set(p) for p in self._cluster)
 
     @property
     def policies(self) -> tuple[AnyPolicy, ...]:
@@ -102,6 +126,10 @@ class PolicySet:
         """The policies that did not compile, in the order of :attr:`policies`."""
         return tuple(p for p in self.policies if isinstance(p, InvalidPolicy))
 
+    def over_budget(self, namespace: str) -> tuple[AnyPolicy, ...]:
+        """The namespace's ImagePolicies past its budget: never matched, replaced by one denial."""
+        return self._over_budget.get(namespace, ())
+
     def scope_for(
         self, image_name: str, namespace: str | None, labels: Mapping[str, str] = EMPTY_LABELS
     ) -> Matching:
@@ -119,6 +147,58 @@ class PolicySet:
             return Matching(cluster, ())
         namespaced = tuple(p for p in self._namespaced.get(namespace, ()) if p.matches_image(image_name))
         return Matching(cluster, namespaced)
+
+
+def _cost(policy: AnyPolicy) -> tuple[int, int, int]:
+    """(globs, wildcards, glob characters) of a policy; an invalid one that covers everything: one glob."""
+    if policy.images is None:
+        return 1, 0, 0
+    return (
+        len(policy.images),
+        sum(glob.wildcards for glob in policy.images),
+        sum(len(glob.normalized) for glob in policy.images),
+    )
+
+
+def _within_budget(group: Sequence[AnyPolicy]) -> tuple[list[AnyPolicy], tuple[AnyPolicy, ...]]:
+    """Split one namespace's ImagePolicies (in name order) into those within its budget and the rest."""
+    considered: list[AnyPolicy] = []
+    over: list[AnyPolicy] = []
+    globs = wildcards = characters = 0
+    for policy in group:
+        cost = _cost(policy)
+        if (
+            globs + cost[0] <= MAX_GLOBS_PER_NAMESPACE
+            and wildcards + cost[1] <= MAX_WILDCARDS_PER_NAMESPACE
+            and characters + cost[2] <= MAX_GLOB_CHARACTERS_PER_NAMESPACE
+        ):
+            considered.append(policy)
+            globs, wildcards, characters = globs + cost[0], wildcards + cost[1], characters + cost[2]
+        else:
+            over.append(policy)
+    return considered, tuple(over)
+
+
+def _over_budget_policy(namespace: str, over: Sequence[AnyPolicy]) -> InvalidPolicy:
+    others = f" and {len(over) - 1} other ImagePolicies" if len(over) > 1 else ""
+    detail = (
+        f"spec.images: the namespace's ImagePolicies hold more than admission matches per image (at most "
+        f"{MAX_GLOBS_PER_NAMESPACE} globs, {MAX_WILDCARDS_PER_NAMESPACE} wildcards and "
+        f"{MAX_GLOB_CHARACTERS_PER_NAMESPACE} glob characters in all, counted in name order): this one{others} "
+        "are not matched, and every image in the namespace is denied until they fit"
+    )
+    return InvalidPolicy("ImagePolicy", over[0].name, namespace, None, detail)
+
+
+def _with_glob_set(policy: AnyPolicy) -> AnyPolicy:
+    """``policy`` with its glob set compiled (kept on the policy), or an invalid policy covering everything
+    if RE2 cannot compile it (globs within their bounds always compile)."""
+    try:
+        policy.glob_set()
+    except GlobSetError as e:
+        detail = f"{policy.label}: spec.images: {e}"
+        return InvalidPolicy(policy.kind, policy.name, policy.namespace, None, detail, policy.scope)
+    return policy
 
 
 class _StrictLoader(yaml.SafeLoader):

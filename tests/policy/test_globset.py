@@ -56,3 +56,24 @@ def test_the_costliest_allowed_globs_match_in_well_under_a_millisecond() -> None
     for _ in range(100):
         assert not matcher.matches_normalized(name)
     assert (time.perf_counter() - started) / 100 < 0.002
+
+
+def test_long_literal_globs_are_split_so_that_re2_stays_in_its_dfa() -> None:
+    # 64 globs `*aaaa...` of 512 characters (one wildcard each: within an exception's 64): in one
+    # program RE2's DFA overflows and its NFA took 17 to 28 ms a name; in groups of 2,048 characters, ~1 ms
+    globs = [ImageGlob.compile("r.io/*" + "a" * (505 - len(str(j))) + str(j)) for j in range(64)]
+    matcher = compile_glob_set(globs)
+    assert matcher.programs == 22  # three ~515-character patterns per program
+    names = [f"r.io/{'a' * n}b" for n in range(150, 250)]
+    started = time.perf_counter()
+    for name in names:
+        assert not matcher.matches_normalized(name)
+    per_name = (time.perf_counter() - started) / len(names)
+    print(f"\n64 long-literal globs: {per_name * 1000:.2f} ms per name in {matcher.programs} programs")
+    assert per_name < 0.008
+
+
+def test_a_new_program_starts_past_the_wildcard_bound() -> None:
+    globs = [ImageGlob.compile(f"r.io/{j}/" + "*a" * 40) for j in range(3)]  # 40 + 40 > 64
+    assert compile_glob_set(globs).programs == 3
+    assert compile_glob_set([ImageGlob.compile(f"r.io/{j}/*") for j in range(64)]).programs == 1
