@@ -6,7 +6,7 @@ What they must not reach: another namespace's admission, an image a ClusterImage
 costliest globs and selectors allowed), a lifetime past the cluster's maximum, or a forged creator.
 
 The bounds that hold the flood (controller/policy/exceptions.py): at most
-``MAX_EXCEPTIONS_PER_NAMESPACE`` (32) exceptions and ``MAX_WILDCARDS_PER_NAMESPACE`` (512) wildcards
+``MAX_EXCEPTIONS_PER_NAMESPACE`` (32) exceptions and ``MAX_WILDCARDS_PER_NAMESPACE`` (256) wildcards
 are considered per namespace, expiring last first; one exception holds at most
 ``MAX_WILDCARDS_PER_EXCEPTION`` (64) wildcards; its globs are matched by one RE2 program.
 """
