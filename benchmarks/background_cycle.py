@@ -35,6 +35,7 @@ import asyncio
 import concurrent.futures
 import json
 import multiprocessing
+import statistics
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -171,8 +172,8 @@ def _pairs(load: Load, gap: float, cycle: Callable[[], Any], rounds: int) -> flo
         f"{deferrals} deferrals to admission)"
     )
     print(
-        f"gap {gap:g} s: p99 during / alone {ratio:.2f}x pooled over {rounds} rounds "
-        f"(each round: {', '.join(f'{x:.2f}' for x in each)}); goal <= {P99_GOAL}x: "
+        f"gap {gap:g} s: p99 during / alone {ratio:.2f}x pooled over {rounds} rounds, median round "
+        f"{statistics.median(each):.2f}x (each: {', '.join(f'{x:.2f}' for x in each)}); goal <= {P99_GOAL}x: "
         f"{'OK' if ratio <= P99_GOAL else 'MISSED'}",
         flush=True,
     )

@@ -22,9 +22,9 @@ it is still uncached; one tenant's thousands of images cannot starve another's r
 
 **Never in admission's way.** Everything the cycle does itself (listing, planning, findings, flips,
 building and encoding reports) is *paced* (:mod:`~controller.admission.background_pace`): slices of
-about 2 ms, each followed by a pause, so it fills at most ``share`` (5%) of the wall time of the
-loop's thread; the webhook's fast path, on its own thread, then rarely finds the interpreter lock
-taken. A cycle of 1,000 Pods takes about 50 ms of CPU and about a second of wall time.
+about 2 ms that fill at most ``share`` (2%) of the wall time, and between items it steps aside while
+the webhook's thread is running, so the fast path on that thread rarely finds the interpreter lock
+taken. A cycle of 1,000 Pods takes about 50 ms of CPU and 2-4 s of wall time.
 
 **Out.** Reports per namespace (PolicyReport and/or OpenReports Report) and one cluster-scoped
 report (ClusterPolicyReport / ClusterReport: each ClusterImagePolicy and TrustRoot, ready or why

@@ -13,9 +13,11 @@ So the loop's own work is *paced*:
 * **Slices.** :meth:`Pacer.tick` is called between items; after ``slice_seconds`` of wall time since
   the last pause it yields. A slice is wall time, so time the thread lost to the OS or to the lock
   counts against the cycle, never against admission.
-* **Share.** Each pause lasts ``slice * (1 - share) / share``: the cycle's own stretches fill at most
-  ``share`` of the wall time (5% by default), whatever ``--gap`` or the period asks. While paused, the
-  loop's thread sleeps in ``epoll`` and holds no lock. A cycle that needs 50 ms of CPU takes about 1 s.
+* **Share.** Each slice owes a pause of ``slice * (1 - share) / share`` (naps and API waits pay it
+  too): the cycle's own stretches fill at most ``share`` of the wall time, whatever ``--gap`` or the
+  period asks; while paused the loop's thread sleeps in ``epoll`` and holds no lock. 2% by default:
+  against 5%, admission p99 during back-to-back cycles rose by 1.1x instead of 1.3x (median of ten
+  rounds, ``benchmarks.background_cycle --share``). A cycle that needs 50 ms of CPU takes 2-4 s.
 * **Admission first.** Between items the pacer looks (at most every 100 µs) at the webhook thread's
   CPU clock (:class:`ThreadActivity`, Linux ``pthread_getcpuclockid``): if that thread ran since the
   last look, a review is being answered, and the cycle steps aside at once, in 1 ms naps until the
@@ -37,7 +39,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final
 
-DEFAULT_SHARE: Final = 0.05
+DEFAULT_SHARE: Final = 0.02
 DEFAULT_SLICE_SECONDS: Final = 0.002
 MAX_PAUSE_SECONDS: Final = 1.0
 WEBHOOK_THREAD: Final = "imprimatur-webhook"  # the name ServingLoop gives its thread
