@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seconds", type=float, default=20.0, help="load per gap and side (alone, during), in all rounds"
     )
-    parser.add_argument("--rounds", type=int, default=4, help="alternating alone/during windows per gap")
+    parser.add_argument("--rounds", type=int, default=10, help="alternating alone/during windows per gap")
     parser.add_argument("--cycles", type=int, default=3, help="cycles measured for CPU")
     parser.add_argument(
         "--gaps", default="0,0.5", help="seconds between cycles during a load run, comma-separated"
