@@ -181,7 +181,7 @@ class BackgroundSettings:
     max_images_per_namespace: int = 5000
     cycle_seconds: float = 300.0  # a cycle's time budget; what is left undecided is reported LimitExceeded
     decision_timeout_seconds: float = 30.0  # per uncached image
-    page_size: int = 500  # objects per list call
+    page_size: int = 100  # objects per list call: parsing one page holds the GIL, so keep it short
     max_objects: int = 50_000  # objects read per resource per cycle
     report_format: ReportFormatSetting = "auto"
     max_results: int = 1000  # per report
@@ -232,7 +232,7 @@ class BackgroundSettings:
                 number("IMPRIMATUR_BACKGROUND_MAX_IMAGES_PER_NAMESPACE", 5000, 1, 1_000_000)
             ),
             cycle_seconds=number("IMPRIMATUR_BACKGROUND_CYCLE_SECONDS", 300.0, 1, 86400),
-            page_size=int(number("IMPRIMATUR_BACKGROUND_PAGE_SIZE", 500, 1, 5000)),
+            page_size=int(number("IMPRIMATUR_BACKGROUND_PAGE_SIZE", 100, 1, 5000)),
             max_objects=int(number("IMPRIMATUR_BACKGROUND_MAX_OBJECTS", 50_000, 1, 10_000_000)),
             report_format=next(f for f in _REPORT_FORMAT_SETTINGS if f == fmt),
             max_results=int(number("IMPRIMATUR_REPORT_MAX_RESULTS", 1000, 1, 5000)),
