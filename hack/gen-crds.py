@@ -223,7 +223,10 @@ def _key_schema() -> Schema:
             },
         },
         "x-kubernetes-validations": [
-            {"rule": _exactly_one("pem", "secretRef"), "message": "exactly one of pem or secretRef must be set"}
+            {
+                "rule": _exactly_one("pem", "secretRef"),
+                "message": "exactly one of pem or secretRef must be set",
+            }
         ],
     }
 
@@ -535,7 +538,11 @@ def _exception_status_schema() -> Schema:
                 "description": "Active until spec.expires, then Expired; Invalid grants nothing.",
             },
             "message": {"type": "string", "maxLength": 1024, "description": "Why, with the expiry."},
-            "expires": {"type": "string", "maxLength": MAX_TIMESTAMP_LEN, "description": "spec.expires, UTC."},
+            "expires": {
+                "type": "string",
+                "maxLength": MAX_TIMESTAMP_LEN,
+                "description": "spec.expires, UTC.",
+            },
         }
     )
 

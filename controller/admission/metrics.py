@@ -177,10 +177,12 @@ class AdmissionMetrics:
             "imprimatur_background_cycle_duration_seconds", "Wall time of the last background cycle."
         )
         self.background_cycle_time = Gauge(
-            "imprimatur_background_last_cycle_timestamp_seconds", "When the last background cycle ended (Unix)."
+            "imprimatur_background_last_cycle_timestamp_seconds",
+            "When the last background cycle ended (Unix).",
         )
         self.background_images_checked = Gauge(
-            "imprimatur_background_images_checked", "Distinct (namespace, image) pairs the last cycle decided."
+            "imprimatur_background_images_checked",
+            "Distinct (namespace, image) pairs the last cycle decided.",
         )
         # --- end background
         self.policies_loaded.set(0)

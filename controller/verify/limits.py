@@ -37,7 +37,9 @@ MAX_BUNDLE_TLOG_ENTRIES: Final = 4  # tlogEntries (Sigstore writes one)
 MAX_BUNDLE_TIMESTAMPS: Final = 4  # rfc3161Timestamps
 MAX_BUNDLE_CERTIFICATE_BYTES: Final = 16 * 1024  # one DER certificate, decoded
 MAX_BUNDLE_TIMESTAMP_BYTES: Final = 32 * 1024  # one RFC 3161 token, decoded
-MAX_BUNDLE_BODY_BYTES: Final = 4 * 1024 * 1024 + 64 * 1024  # a Rekor body (an intoto entry holds the envelope)
+MAX_BUNDLE_BODY_BYTES: Final = (
+    4 * 1024 * 1024 + 64 * 1024
+)  # a Rekor body (an intoto entry holds the envelope)
 MAX_INCLUSION_PROOF_HASHES: Final = 64  # a Merkle audit path (2**64 leaves at most)
 MAX_CHECKPOINT_BYTES: Final = 16 * 1024  # a signed note
 MAX_PUBLIC_KEY_PEM_BYTES: Final = 16 * 1024  # a --key / TrustedKey PEM

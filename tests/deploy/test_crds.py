@@ -134,14 +134,17 @@ def _columns(kind: str) -> dict[str, str]:
 def test_printer_columns() -> None:
     ready = '.status.conditions[?(@.type=="Ready")].status'
     for kind in POLICY_KINDS:
-        assert _columns(kind) == {
-            "Mode": ".spec.mode",
-            "Enforce-After": ".spec.enforceAfter",  # issue 8
-            "Phase": '.status.conditions[?(@.type=="Enforcing")].message',  # issue 8: Warning until / Enforcing since
-            "Images": ".spec.images[*].glob",
-            "Ready": ready,
-            "Age": ".metadata.creationTimestamp",
-        }
+        assert (
+            _columns(kind)
+            == {
+                "Mode": ".spec.mode",
+                "Enforce-After": ".spec.enforceAfter",  # issue 8
+                "Phase": '.status.conditions[?(@.type=="Enforcing")].message',  # issue 8: Warning until / Enforcing since
+                "Images": ".spec.images[*].glob",
+                "Ready": ready,
+                "Age": ".metadata.creationTimestamp",
+            }
+        )
     assert _columns("ImagePolicyException") == {  # issue 8
         "Expires": ".spec.expires",
         "Status": ".status.state",
