@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -37,6 +38,20 @@ DEFAULT_MAX_INFLIGHT_BYTES = 192 * 1024 * 1024
 # --- issue 8: how far after its creation an ImagePolicyException may expire (break-glass is short)
 DEFAULT_MAX_EXCEPTION_SECONDS = 7 * 86400.0
 MAX_EXCEPTION_SECONDS_LIMIT = 90 * 86400.0
+
+
+def _env_number(environ: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    """The number in ``environ[name]`` within ``[low, high]``; ``default`` when unset or empty."""
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as e:
+        raise PolicyError(Reason.CONFIG_INVALID, f"{name}={raw!r} is not a number") from e
+    if not low <= value <= high:
+        raise PolicyError(Reason.CONFIG_INVALID, f"{name}={raw!r} is outside [{low}, {high}]")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,17 +93,7 @@ class Settings:
                 return False
             raise PolicyError(Reason.CONFIG_INVALID, f"{name}={raw!r} is not a boolean")
 
-        def number(name: str, default: float, low: float, high: float) -> float:
-            raw = environ.get(name)
-            if raw is None or raw == "":
-                return default
-            try:
-                value = float(raw)
-            except ValueError as e:
-                raise PolicyError(Reason.CONFIG_INVALID, f"{name}={raw!r} is not a number") from e
-            if not low <= value <= high:
-                raise PolicyError(Reason.CONFIG_INVALID, f"{name}={raw!r} is outside [{low}, {high}]")
-            return value
+        number = partial(_env_number, environ)
 
         decision = environ.get("IMPRIMATUR_DEFAULT_DECISION", "deny") or "deny"
         if decision not in ("deny", "allow"):
@@ -189,17 +194,7 @@ class BackgroundSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> BackgroundSettings:
-        def number(name: str, default: float, low: float, high: float) -> float:
-            raw = environ.get(name)
-            if raw is None or raw == "":
-                return default
-            try:
-                value = float(raw)
-            except ValueError as e:
-                raise PolicyError(Reason.CONFIG_INVALID, f"{name}={raw!r} is not a number") from e
-            if not low <= value <= high:
-                raise PolicyError(Reason.CONFIG_INVALID, f"{name}={raw!r} is outside [{low}, {high}]")
-            return value
+        number = partial(_env_number, environ)
 
         enabled = (environ.get("IMPRIMATUR_BACKGROUND_ENABLED") or "true").lower()
         if enabled not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
