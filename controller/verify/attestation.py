@@ -69,6 +69,7 @@ from controller.verify.limits import (
     MAX_TLOG_BUNDLE_BYTES,
 )
 from controller.verify.options import VerifyOptions
+from controller.verify.simplesigning import verified_signature
 from controller.verify.tlog import check_integrated_time, parse_rekor_entry, verify_set
 from controller.verify.trustroot import TrustRoot
 
@@ -206,17 +207,14 @@ def verify_attestation_layer(
             warnings=warnings,
             source=sig.source,
         )
-    return VerifiedSignature(
-        subject=identity.subject,
-        issuer=identity.issuer,
-        claims=identity.claims,
+    return verified_signature(
+        identity,
+        logged,
+        sig=sig,
         digest=digest,
-        log_index=logged.log_index,
-        integrated_time=logged.integrated_time,
-        log_id=logged.log_id,
-        trust_root=trust_root.name,
-        source=sig.source,
-        warnings=tuple(warnings),
+        trust_root=trust_root,
+        warnings=warnings,
+        annotations={},
         kind=evidence_kind(statement.predicate_type),
         predicate_type=statement.predicate_type,
         statement=statement.raw,

@@ -53,13 +53,15 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
 from controller.errors import EvidenceError, Reason
-from controller.model import Digest, Signature, VerifiedSignature
+from controller.model import Digest, EvidenceKind, Signature, VerifiedSignature
 from controller.verify.certificate import parse_leaf
+from controller.verify.identity import Identity
 from controller.verify.keyed import find_key
 from controller.verify.layer import (
     BUNDLE_ANNOTATION,
@@ -196,18 +198,14 @@ def verify_simplesigning(
         warnings=warnings,
         source=sig.source,
     )
-    return VerifiedSignature(
-        subject=identity.subject,
-        issuer=identity.issuer,
-        claims=identity.claims,
+    return verified_signature(
+        identity,
+        logged,
+        sig=sig,
         digest=digest,
-        log_index=logged.log_index,
-        integrated_time=logged.integrated_time,
+        trust_root=trust_root,
+        warnings=warnings,
         annotations=payload.annotations,
-        log_id=logged.log_id,
-        trust_root=trust_root.name,
-        source=sig.source,
-        warnings=tuple(warnings),
     )
 
 
@@ -236,17 +234,48 @@ def _verify_key_signed(  # noqa: PLR0917 - one private step of the checklist abo
         )
     else:
         logged = missing_tlog(sig, options, warnings)
+    return verified_signature(
+        Identity(subject="", issuer="", claims={}),
+        logged,
+        sig=sig,
+        digest=digest,
+        trust_root=trust_root,
+        warnings=warnings,
+        annotations=payload.annotations,
+        key_id=key.key_id,
+    )
+
+
+def verified_signature(
+    identity: Identity,
+    logged: LoggedAt,
+    *,
+    sig: Signature,
+    digest: Digest,
+    trust_root: TrustRoot,
+    warnings: list[str],
+    annotations: Mapping[str, str],
+    key_id: str = "",
+    kind: EvidenceKind = "signature",
+    predicate_type: str = "",
+    statement: bytes = b"",
+) -> VerifiedSignature:
+    """The result of a verified layer, signature or attestation: who signed it (an empty identity
+    when key-signed), where it was logged, and the relaxations that took effect."""
     return VerifiedSignature(
-        subject="",
-        issuer="",
-        claims={},
+        subject=identity.subject,
+        issuer=identity.issuer,
+        claims=identity.claims,
         digest=digest,
         log_index=logged.log_index,
         integrated_time=logged.integrated_time,
-        annotations=payload.annotations,
+        annotations=annotations,
         log_id=logged.log_id,
         trust_root=trust_root.name,
         source=sig.source,
         warnings=tuple(warnings),
-        key_id=key.key_id,
+        kind=kind,
+        predicate_type=predicate_type,
+        statement=statement,
+        key_id=key_id,
     )
