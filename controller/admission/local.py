@@ -98,6 +98,23 @@ class LocalWebhookFn:
         )
 
 
+def read_policy_documents(path: str) -> list[Any]:
+    """The YAML documents of the ``serve --policy`` file ``path``, within the bounds above.
+
+    Shared by :func:`load_exceptions` and ``server.load_files`` (the same files, read the same way).
+    Raises :class:`PolicyError`: ``ConfigInvalid`` for an unreadable file, ``PolicyInvalid`` for text
+    that is not YAML or holds more than ``MAX_DOCUMENTS`` documents.
+    """
+    text = read_bounded_file(Path(path), MAX_FILE_BYTES, "policy file").decode("utf-8", errors="strict")
+    try:
+        documents = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as e:
+        raise PolicyError(Reason.POLICY_INVALID, f"{path}: not YAML: {e}") from e
+    if len(documents) > MAX_DOCUMENTS:
+        raise PolicyError(Reason.POLICY_INVALID, f"{path}: more than {MAX_DOCUMENTS} documents")
+    return documents
+
+
 # --- ImagePolicyExceptions from files (in a cluster: kopf's index, controller/admission/exceptions.py)
 
 
@@ -111,14 +128,7 @@ def load_exceptions(paths: Sequence[str], *, max_lifetime: timedelta, now: datet
     compiled: list[CompiledException] = []
     problems: list[str] = []
     for path in paths:
-        text = read_bounded_file(Path(path), MAX_FILE_BYTES, "policy file").decode("utf-8", errors="strict")
-        try:
-            documents = list(yaml.safe_load_all(text))
-        except yaml.YAMLError as e:
-            raise PolicyError(Reason.POLICY_INVALID, f"{path}: not YAML: {e}") from e
-        if len(documents) > MAX_DOCUMENTS:
-            raise PolicyError(Reason.POLICY_INVALID, f"{path}: more than {MAX_DOCUMENTS} documents")
-        for i, doc in enumerate(documents):
+        for i, doc in enumerate(read_policy_documents(path)):
             if not isinstance(doc, Mapping) or doc.get("kind") != EXCEPTION_KIND:
                 continue
             metadata = doc.get("metadata")

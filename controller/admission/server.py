@@ -25,13 +25,12 @@ from typing import Any, Final
 
 import aiohttp.web
 import kopf
-import yaml
 
 from controller.admission.background import BackgroundScan, build_background
 from controller.admission.credentials import CredentialResolver
 from controller.admission.handlers import Admission
 from controller.admission.kube import KubeReader, KubernetesReader
-from controller.admission.local import LocalWebhookFn, load_exceptions
+from controller.admission.local import LocalWebhookFn, load_exceptions, read_policy_documents
 from controller.admission.metrics import CONTENT_TYPE, AdmissionMetrics
 from controller.admission.mutation import Pinning
 from controller.admission.objects import (
@@ -67,7 +66,6 @@ log = logging.getLogger(__name__)
 EXIT_OK: Final = 0
 EXIT_CONFIG: Final = 2
 MAX_FILE_BYTES: Final = 8 * 1024 * 1024
-MAX_DOCUMENTS: Final = 1024
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -174,14 +172,7 @@ async def load_files(paths: Sequence[str]) -> tuple[list[PolicyEntry], list[Trus
     roots: list[TrustRootEntry] = []
     problems: list[str] = []
     for path in paths:
-        text = _read(Path(path), "policy file").decode("utf-8", errors="strict")
-        try:
-            documents = list(yaml.safe_load_all(text))
-        except yaml.YAMLError as e:
-            raise PolicyError(Reason.POLICY_INVALID, f"{path}: not YAML: {e}") from e
-        if len(documents) > MAX_DOCUMENTS:
-            raise PolicyError(Reason.POLICY_INVALID, f"{path}: more than {MAX_DOCUMENTS} documents")
-        for i, doc in enumerate(documents):
+        for i, doc in enumerate(read_policy_documents(path)):
             if doc is None:
                 continue
             kind = doc.get("kind") if isinstance(doc, Mapping) else None
