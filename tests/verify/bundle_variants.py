@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from controller.errors import ImprimaturError, Reason
@@ -177,3 +177,16 @@ def signature_holder(doc: Doc) -> tuple[Doc, str]:
 
 def root_with(kit: SigstoreKit, **windows: Any) -> TrustRoot:
     return TrustRoot.from_json(bundles.trusted_root_json(kit, **windows), "kit-windows")
+
+
+def window_around(when: datetime, window: str) -> tuple[datetime, datetime | None]:
+    """A trust-root validity window placed against ``when``: ending just before it, starting just
+    after it, ending exactly at it (inclusive), or open-ended; each starting 30 days before NOW."""
+    start = NOW - timedelta(days=30)
+    windows: dict[str, tuple[datetime, datetime | None]] = {
+        "ends-before": (start, when - timedelta(seconds=1)),
+        "starts-after": (when + timedelta(seconds=1), None),
+        "ends-at": (start, when),
+        "open": (start, None),
+    }
+    return windows[window]

@@ -22,13 +22,12 @@ from controller.errors import Reason
 from controller.verify import TrustRoot
 from tests.kit import bundles
 from tests.kit.attest import key_id_of
-from tests.kit.sigstore import KeyType, SigningKey, SigstoreKit, generate_key
+from tests.kit.sigstore import SigningKey, SigstoreKit
 from tests.verify.bundle_variants import (
     BY_NAME,
     DEFAULT_IDENTITY,
     KEYLESS,
     NAMES,
-    NOW,
     OTHER,
     REKOR2,
     WITH_PROOF,
@@ -38,31 +37,13 @@ from tests.verify.bundle_variants import (
     first_entry,
     flip_b64,
     make,
-    make_all,
     reason,
     signature_holder,
     verify,
 )
 
-
-@pytest.fixture(scope="module")
-def kit() -> SigstoreKit:
-    return SigstoreKit(now=NOW)
-
-
-@pytest.fixture(scope="module")
-def root(kit: SigstoreKit) -> TrustRoot:
-    return TrustRoot.from_json(bundles.trusted_root_json(kit), "kit")
-
-
-@pytest.fixture(scope="module")
-def signing_key() -> SigningKey:
-    return generate_key(KeyType.ECDSA_P256)
-
-
-@pytest.fixture(scope="module")
-def made(kit: SigstoreKit, signing_key: SigningKey) -> dict[str, Doc]:
-    return make_all(kit, signing_key)
+# The shared module-scoped fixtures: kit, root, signing_key, made.
+pytest_plugins = ["tests.verify.bundle_fixtures"]
 
 
 # --- positive cases

@@ -30,31 +30,14 @@ from tests.verify.bundle_variants import (
     Doc,
     first_entry,
     make,
-    make_all,
     reason,
     root_with,
     verify,
+    window_around,
 )
 
-
-@pytest.fixture(scope="module")
-def kit() -> SigstoreKit:
-    return SigstoreKit(now=NOW)
-
-
-@pytest.fixture(scope="module")
-def root(kit: SigstoreKit) -> TrustRoot:
-    return TrustRoot.from_json(bundles.trusted_root_json(kit), "kit")
-
-
-@pytest.fixture(scope="module")
-def signing_key() -> SigningKey:
-    return generate_key(KeyType.ECDSA_P256)
-
-
-@pytest.fixture(scope="module")
-def made(kit: SigstoreKit, signing_key: SigningKey) -> dict[str, Doc]:
-    return make_all(kit, signing_key)
+# The shared module-scoped fixtures: kit, root, signing_key, made.
+pytest_plugins = ["tests.verify.bundle_fixtures"]
 
 
 # --- timestamps and the validity windows of the TSA and of the log
@@ -134,13 +117,7 @@ def test_tsa_authority_window(
     variant = BY_NAME[name]
     when = kit.default_sign_time()
     doc = make(variant, kit, signing_key, timestamp_time=when)
-    start = NOW - timedelta(days=30)
-    windows = {
-        "ends-before": (start, when - timedelta(seconds=1)),
-        "starts-after": (when + timedelta(seconds=1), None),
-        "ends-at": (start, when),
-    }
-    root = root_with(kit, tsa_window=windows[window])
+    root = root_with(kit, tsa_window=window_around(when, window))
     assert reason(lambda: verify(variant, doc, root, signing_key)) is expected
 
 
@@ -161,14 +138,7 @@ def test_rekor2_log_window_at_tsa_time(
     variant = BY_NAME[name]
     when = kit.default_sign_time()
     doc = make(variant, kit, signing_key, timestamp_time=when)
-    start = NOW - timedelta(days=30)
-    windows = {
-        "ends-before": (start, when - timedelta(seconds=1)),
-        "starts-after": (when + timedelta(seconds=1), None),
-        "ends-at": (start, when),
-        "open": (start, None),
-    }
-    root = root_with(kit, rekor_v2_window=windows[window])
+    root = root_with(kit, rekor_v2_window=window_around(when, window))
     assert reason(lambda: verify(variant, doc, root, signing_key)) is expected
 
 
@@ -187,13 +157,7 @@ def test_rekor1_log_window_at_integrated_time(
     variant = BY_NAME[name]
     when = kit.default_sign_time()
     doc = make(variant, kit, signing_key, sign_time=when)
-    start = NOW - timedelta(days=30)
-    windows = {
-        "ends-before": (start, when - timedelta(seconds=1)),
-        "starts-after": (when + timedelta(seconds=1), None),
-        "ends-at": (start, when),
-    }
-    root = root_with(kit, rekor_v1_window=windows[window])
+    root = root_with(kit, rekor_v1_window=window_around(when, window))
     assert reason(lambda: verify(variant, doc, root, signing_key)) is expected
 
 
