@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,11 @@ import requests
 from controller.admission.objects import compile_policy_entry
 from controller.admission.server import Controller, build_controller, serve_files
 from controller.admission.tls import ReloadingTLS
+from controller.admission.webhook import WEBHOOK_POLICIES
 from controller.config import Settings
+from controller.model import Digest
+from controller.registry.manifest import OCI_MANIFEST
+from controller.registry.signatures import DSSE_ENVELOPE
 from tests.admission.harness import (
     TRUSTED_SUBJECT,
     Images,
@@ -213,3 +219,68 @@ def send(
 def admit(server: RunningController, obj: Mapping[str, object], ca: str, **review_args: Any) -> Answered:
     """Send ``obj``'s AdmissionReview to the webhook for its kind."""
     return send(server, review(obj, **review_args), ca, webhook_for(obj))
+
+
+# --- reviews of the policy custom resources, as a namespace user sends them
+
+_POLICY_PLURALS = {"ImagePolicy": "imagepolicies", "ImagePolicyException": "imagepolicyexceptions"}
+
+
+def policy_review(
+    server: RunningController, kind: str, body: Mapping[str, Any], ca: str, *, username: str
+) -> Answered:
+    """Send the CREATE AdmissionReview of an ``imprimatur.dev/v1alpha1`` ``kind`` object, by an
+    ordinary authenticated ``username``, to the policy webhook."""
+    gvk = {"group": "imprimatur.dev", "version": "v1alpha1", "kind": kind}
+    gvr = {"group": "imprimatur.dev", "version": "v1alpha1", "resource": _POLICY_PLURALS[kind]}
+    meta = body["metadata"]
+    request = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": str(uuid.uuid4()),
+            "kind": gvk,
+            "resource": gvr,
+            "requestKind": gvk,
+            "requestResource": gvr,
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "operation": "CREATE",
+            "userInfo": {"username": username, "groups": ["system:authenticated"]},
+            "object": dict(body),
+            "oldObject": None,
+            "dryRun": False,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
+        },
+    }
+    return send(server, request, ca, WEBHOOK_POLICIES)
+
+
+# --- hostile ``.att`` answers: an OCI manifest of DSSE layers, and an endless JSON body
+
+
+def att_manifest(layers: Iterable[dict[str, object]]) -> bytes:
+    """An OCI image manifest (empty config) listing ``layers``."""
+    config = {
+        "mediaType": "application/vnd.oci.image.config.v1+json",
+        "digest": str(Digest.of(b"{}")),
+        "size": 2,
+    }
+    return json.dumps(
+        {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": list(layers)}
+    ).encode()
+
+
+def att_layer(data: bytes, size: int | None = None) -> dict[str, object]:
+    """A DSSE envelope layer descriptor for ``data``, claiming ``size`` bytes (default: its length)."""
+    return {
+        "mediaType": DSSE_ENVELOPE,
+        "digest": str(Digest.of(data)),
+        "size": len(data) if size is None else size,
+    }
+
+
+def endless_json() -> Iterator[bytes]:
+    """An unterminated JSON body: 6.5 GB at most; the client stops far sooner, the server after 10 s."""
+    for _ in range(100_000):
+        yield b"{" * 65536

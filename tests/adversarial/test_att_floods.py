@@ -8,9 +8,7 @@ holding more than its bounds; a signature-only policy on the same image must not
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -22,8 +20,8 @@ from controller.model import Digest
 from controller.policy import PolicySet, compile_policy_lenient
 from controller.registry import RegistryClient, RegistryConfig
 from controller.registry.manifest import OCI_MANIFEST
-from controller.registry.signatures import DSSE_ENVELOPE
 from controller.verify import TrustRoot
+from tests.adversarial.support import att_layer, att_manifest, endless_json
 from tests.fixtures.registry import RegistryServer
 from tests.kit.sigstore import GITHUB_OAUTH_ISSUER, SigstoreKit
 from tests.registry.fakes import Route, scripted
@@ -34,46 +32,22 @@ SLSA = "https://slsa.dev/provenance/v1"
 DEADLINE = 3.0
 
 
-def _manifest(layers: Iterable[dict[str, object]]) -> bytes:
-    empty = {
-        "mediaType": "application/vnd.oci.image.config.v1+json",
-        "digest": str(Digest.of(b"{}")),
-        "size": 2,
-    }
-    return json.dumps(
-        {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": empty, "layers": list(layers)}
-    ).encode()
-
-
-def _layer(data: bytes, size: int | None = None) -> dict[str, object]:
-    return {
-        "mediaType": DSSE_ENVELOPE,
-        "digest": str(Digest.of(data)),
-        "size": len(data) if size is None else size,
-    }
-
-
-def _endless() -> Iterator[bytes]:
-    while True:
-        yield b"{" * 65536
-
-
 def _floods() -> dict[str, tuple[Route, dict[str, Route]]]:
     """name -> (the .att manifest's route, routes of the blobs it names, by digest)."""
-    many = _manifest(_layer(b"%d" % i) for i in range(5000))
+    many = att_manifest(att_layer(b"%d" % i) for i in range(5000))
     huge_layer = b"x" * 64
     distinct = [bytes([i % 256]) * 1024 + b"%d" % i for i in range(64)]
     json_headers = {"Content-Type": OCI_MANIFEST}
     return {
         "5000 layers": (Route(body=many, headers=json_headers), {}),
-        "endless manifest": (Route(raw=_endless, headers=json_headers, content_length=-1), {}),
+        "endless manifest": (Route(raw=endless_json, headers=json_headers, content_length=-1), {}),
         "a layer claiming 1 GiB": (
-            Route(body=_manifest([_layer(huge_layer, size=1 << 30)]), headers=json_headers),
+            Route(body=att_manifest([att_layer(huge_layer, size=1 << 30)]), headers=json_headers),
             {},
         ),
         "endless blobs": (
-            Route(body=_manifest(_layer(d) for d in distinct), headers=json_headers),
-            {str(Digest.of(d)): Route(raw=_endless, content_length=-1) for d in distinct},
+            Route(body=att_manifest(att_layer(d) for d in distinct), headers=json_headers),
+            {str(Digest.of(d)): Route(raw=endless_json, content_length=-1) for d in distinct},
         ),
     }
 

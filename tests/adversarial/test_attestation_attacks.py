@@ -19,11 +19,10 @@ other namespace is governed by signature-only ClusterImagePolicies.
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -45,7 +44,10 @@ from tests.adversarial.support import (
     Lab,
     admit,
     apply_policies,
+    att_layer,
+    att_manifest,
     controller_serving,
+    endless_json,
     push_signed,
 )
 from tests.fixtures.registry import RegistryServer
@@ -186,38 +188,14 @@ def server(lab: Lab, world: World, images: Images) -> Iterator[RunningController
 # --- hostile .att answers
 
 
-def _manifest(layers: Iterable[dict[str, object]]) -> bytes:
-    config = {
-        "mediaType": "application/vnd.oci.image.config.v1+json",
-        "digest": str(Digest.of(b"{}")),
-        "size": 2,
-    }
-    return json.dumps(
-        {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": list(layers)}
-    ).encode()
-
-
-def _layer(data: bytes, size: int | None = None) -> dict[str, object]:
-    return {
-        "mediaType": DSSE_ENVELOPE,
-        "digest": str(Digest.of(data)),
-        "size": len(data) if size is None else size,
-    }
-
-
-def _endless() -> Iterator[bytes]:
-    for _ in range(100_000):  # 6.5 GB at most; the client stops far sooner, the server after 10 s
-        yield b"{" * 65536
-
-
 def _route(flood: str, hang: threading.Event) -> Route | Responder:
     headers = {"Content-Type": OCI_MANIFEST}
     if flood == "5000 layers":
-        return Route(body=_manifest(_layer(b"%d" % i) for i in range(5000)), headers=headers)
+        return Route(body=att_manifest(att_layer(b"%d" % i) for i in range(5000)), headers=headers)
     if flood == "a layer claiming 1 GiB":
-        return Route(body=_manifest([_layer(b"x" * 64, size=1 << 30)]), headers=headers)
+        return Route(body=att_manifest([att_layer(b"x" * 64, size=1 << 30)]), headers=headers)
     if flood == "endless manifest":
-        return Route(raw=_endless, headers=headers, content_length=-1)
+        return Route(raw=endless_json, headers=headers, content_length=-1)
 
     def tarpit(seen: Seen) -> Route:  # "no answer": holds the request until the teardown or HANG_SECONDS
         hang.wait(HANG_SECONDS)
