@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final
 
 import kopf
@@ -104,6 +104,52 @@ def _invalid(detail: str) -> Answer:
 def _overloaded(images: Iterable[str], why: str) -> str:
     detail = f"the controller is past capacity ({why}); retry shortly"
     return bound_message([f"{Reason.OVERLOADED}: {image}: {detail}" for image in images])
+
+
+def check_route(ctx: ReviewContext, webhook: str) -> None:
+    """Raise :class:`InputError` (``ReviewInvalid``) unless the review came to ``webhook`` for one of its
+    resources."""
+    request = ctx.request
+    if ctx.webhook != webhook or request.resource not in WEBHOOK_RESOURCES[webhook]:
+        raise InputError(Reason.REVIEW_INVALID, f"/{webhook} does not review {request.resource}")
+
+
+async def answer_kopf_review(
+    webhook: str,
+    warnings: list[str],
+    review: Callable[[ReviewContext, str], Awaitable[Answer]],
+    logger: logging.Logger,
+    what: str,
+) -> tuple[ReviewContext, Answer]:
+    """The body of a kopf admission handler (validating or mutating): ``review`` the review in flight,
+    record its reason and warnings, and raise :class:`kopf.AdmissionError` unless it is allowed.
+
+    Fails closed: an :class:`InputError` is ``ReviewInvalid``, any other exception ``InternalError``
+    (its type in the response, the traceback logged to ``logger`` as ``<what> uid=... failed``).
+    Returns the allowed answer with its context (the mutating webhook hands on the patch).
+    """
+    try:
+        ctx = current_review()
+    except InputError as e:
+        raise kopf.AdmissionError(e.message(), code=CODE_INTERNAL) from e
+    ctx.handled = True
+    try:
+        answer = await review(ctx, webhook)
+    except InputError as e:
+        answer = _invalid(e.detail)
+    except Exception as e:  # never allow on a bug; say what kind of bug in the log, not the response
+        logger.exception("%s uid=%s failed", what, ctx.request.uid)
+        answer = Answer(
+            False,
+            f"{Reason.INTERNAL_ERROR}: -: {type(e).__name__}",
+            CODE_INTERNAL,
+            str(Reason.INTERNAL_ERROR),
+        )
+    ctx.reason = answer.reason
+    warnings.extend(answer.warnings)
+    if not answer.allowed:
+        raise kopf.AdmissionError(answer.message, code=answer.code)
+    return ctx, answer
 
 
 class Admission:
@@ -215,32 +261,11 @@ class Admission:
         await self._validate(WEBHOOK_WORKLOADS, warnings)
 
     async def _validate(self, webhook: str, warnings: list[str]) -> None:
-        try:
-            ctx = current_review()
-        except InputError as e:
-            raise kopf.AdmissionError(e.message(), code=CODE_INTERNAL) from e
-        ctx.handled = True
-        try:
-            answer = await self._review(ctx, webhook)
-        except InputError as e:
-            answer = _invalid(e.detail)
-        except Exception as e:  # never allow on a bug; say what kind of bug in the log, not the response
-            log.exception("admission uid=%s failed", ctx.request.uid)
-            answer = Answer(
-                False,
-                f"{Reason.INTERNAL_ERROR}: -: {type(e).__name__}",
-                CODE_INTERNAL,
-                str(Reason.INTERNAL_ERROR),
-            )
-        ctx.reason = answer.reason
-        warnings.extend(answer.warnings)
-        if not answer.allowed:
-            raise kopf.AdmissionError(answer.message, code=answer.code)
+        await answer_kopf_review(webhook, warnings, self._review, log, "admission")
 
     async def _review(self, ctx: ReviewContext, webhook: str) -> Answer:
         request = ctx.request
-        if ctx.webhook != webhook or request.resource not in WEBHOOK_RESOURCES[webhook]:
-            raise InputError(Reason.REVIEW_INVALID, f"/{webhook} does not review {request.resource}")
+        check_route(ctx, webhook)
         answer = self.answer_now(ctx)
         if answer is not None:
             return answer

@@ -23,8 +23,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
-import kopf
-
 from controller.admission.exceptions import object_labels  # issue 8
 from controller.admission.handlers import (
     CODE_INTERNAL,
@@ -35,6 +33,8 @@ from controller.admission.handlers import (
     _namespace,
     _not_loaded_message,
     _overloaded,
+    answer_kopf_review,
+    check_route,
     images_to_verify,
 )
 from controller.admission.pinning import (
@@ -58,11 +58,9 @@ from controller.admission.webhook import (
     NO_IMAGES_REASON,
     WEBHOOK_PIN_PODS,
     WEBHOOK_PIN_WORKLOADS,
-    WEBHOOK_RESOURCES,
     Answer,
     ReviewContext,
     WebhookHandler,
-    current_review,
 )
 from controller.errors import InputError, Reason
 from controller.model import Decision, ImageVerdict
@@ -215,33 +213,11 @@ class Pinning:
         await self._mutate(WEBHOOK_PIN_WORKLOADS, warnings)
 
     async def _mutate(self, webhook: str, warnings: list[str]) -> None:
-        try:
-            ctx = current_review()
-        except InputError as e:
-            raise kopf.AdmissionError(e.message(), code=CODE_INTERNAL) from e
-        ctx.handled = True
-        try:
-            answer = await self._review(ctx, webhook)
-        except InputError as e:
-            answer = _invalid(e.detail)
-        except Exception as e:  # never allow on a bug
-            log.exception("pinning uid=%s failed", ctx.request.uid)
-            answer = Answer(
-                False,
-                f"{Reason.INTERNAL_ERROR}: -: {type(e).__name__}",
-                CODE_INTERNAL,
-                str(Reason.INTERNAL_ERROR),
-            )
-        ctx.reason = answer.reason
-        warnings.extend(answer.warnings)
-        if not answer.allowed:
-            raise kopf.AdmissionError(answer.message, code=answer.code)
+        ctx, answer = await answer_kopf_review(webhook, warnings, self._review, log, "pinning")
         ctx.patch = answer.patch
 
     async def _review(self, ctx: ReviewContext, webhook: str) -> Answer:
-        request = ctx.request
-        if ctx.webhook != webhook or request.resource not in WEBHOOK_RESOURCES[webhook]:
-            raise InputError(Reason.REVIEW_INVALID, f"/{webhook} does not review {request.resource}")
+        check_route(ctx, webhook)
         answer = self.answer_now(ctx)
         if answer is not None:
             return answer
