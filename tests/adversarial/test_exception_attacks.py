@@ -23,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from controller.admission.exceptions import EXCEPTION_INDEX, Exceptions
-from controller.admission.webhook import WEBHOOK_POLICIES
 from controller.errors import Reason
 from controller.policy.deadline import format_timestamp
 from controller.policy.exceptions import (
@@ -32,7 +31,14 @@ from controller.policy.exceptions import (
     MAX_WILDCARDS_PER_NAMESPACE,
 )
 from tests.admission.harness import API_GROUP, Images, RunningController, cluster_policy, pod
-from tests.adversarial.support import ON_TIME_SECONDS, Answered, Lab, admit, push_unsigned, send
+from tests.adversarial.support import (
+    ON_TIME_SECONDS,
+    Answered,
+    Lab,
+    admit,
+    policy_review,
+    push_unsigned,
+)
 
 FLOOD_EXCEPTIONS = 2000
 FLOOD_SECONDS = 20.0  # the flood stops by itself
@@ -94,34 +100,6 @@ def _index(server: RunningController, exceptions: Exceptions, bodies: Sequence[M
     asyncio.run_coroutine_threadsafe(go(), server.loop).result(timeout=120)
 
 
-def _policy_review(
-    server: RunningController, body: Mapping[str, Any], ca: str, *, username: str = "alice"
-) -> Answered:
-    gvk = {"group": "imprimatur.dev", "version": "v1alpha1", "kind": "ImagePolicyException"}
-    gvr = {"group": "imprimatur.dev", "version": "v1alpha1", "resource": "imagepolicyexceptions"}
-    meta = body["metadata"]
-    request = {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": str(uuid.uuid4()),
-            "kind": gvk,
-            "resource": gvr,
-            "requestKind": gvk,
-            "requestResource": gvr,
-            "name": meta["name"],
-            "namespace": meta["namespace"],
-            "operation": "CREATE",
-            "userInfo": {"username": username, "groups": ["system:authenticated"]},
-            "object": dict(body),
-            "oldObject": None,
-            "dryRun": False,
-            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
-        },
-    }
-    return send(server, request, ca, WEBHOOK_POLICIES)
-
-
 def test_an_exception_admits_only_in_its_own_namespace(lab: Lab, images: Images) -> None:
     host = images.host
     with lab.serve("exc-ns", lab.standard(images)) as server:
@@ -174,26 +152,35 @@ def test_an_exception_past_the_maximum_or_with_a_forged_creator_is_refused(lab: 
         ca = lab.pki.ca_file
         glob = [f"{images.host}/apps/**"]
         now = datetime.now(UTC).replace(microsecond=0)
-        ok = _policy_review(server, _exception("ok", "team-a", glob), ca)
+        ok = policy_review(
+            server, "ImagePolicyException", _exception("ok", "team-a", glob), ca, username="alice"
+        )
         assert ok.allowed, ok.message
-        too_long = _policy_review(
-            server, _exception("long", "team-a", glob, expires=now + timedelta(days=7, seconds=1)), ca
+        too_long = policy_review(
+            server,
+            "ImagePolicyException",
+            _exception("long", "team-a", glob, expires=now + timedelta(days=7, seconds=1)),
+            ca,
+            username="alice",
         )
         assert not too_long.allowed
         assert too_long.reason == Reason.POLICY_INVALID
         assert "spec.expires" in too_long.message
         # an old creationTimestamp does not stretch the window: the review counts from its own clock
-        backdated = _policy_review(
+        backdated = policy_review(
             server,
+            "ImagePolicyException",
             _exception(
                 "backdated", "team-a", glob, created=now - timedelta(days=6), expires=now + timedelta(days=3)
             ),
             ca,
+            username="alice",
         )
         assert not backdated.allowed
         assert backdated.reason == Reason.POLICY_INVALID
-        forged = _policy_review(
+        forged = policy_review(
             server,
+            "ImagePolicyException",
             _exception("forged", "team-a", glob, annotations={"imprimatur.dev/created-by": "security-team"}),
             ca,
             username="mallory",
@@ -201,15 +188,22 @@ def test_an_exception_past_the_maximum_or_with_a_forged_creator_is_refused(lab: 
         assert not forged.allowed
         assert forged.reason == Reason.POLICY_INVALID
         assert forged.response["status"]["code"] == 403
-        honest = _policy_review(
+        honest = policy_review(
             server,
+            "ImagePolicyException",
             _exception("honest", "team-a", glob, annotations={"imprimatur.dev/created-by": "mallory"}),
             ca,
             username="mallory",
         )
         assert honest.allowed, honest.message
         # globs past the wildcard bound are refused at the door, not discovered at admission
-        costly = _policy_review(server, _exception("costly", "team-a", [f"{images.host}/" + "*a" * 65]), ca)
+        costly = policy_review(
+            server,
+            "ImagePolicyException",
+            _exception("costly", "team-a", [f"{images.host}/" + "*a" * 65]),
+            ca,
+            username="alice",
+        )
         assert not costly.allowed
         assert costly.reason == Reason.POLICY_INVALID
         assert "wildcards" in costly.message

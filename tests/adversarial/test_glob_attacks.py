@@ -19,16 +19,20 @@ import random
 import statistics
 import threading
 import time
-import uuid
 from collections.abc import Sequence
-from typing import Any
 
-from controller.admission.webhook import WEBHOOK_POLICIES
 from controller.errors import Reason
 from controller.policy.glob import MAX_WILDCARDS_PER_GLOB
 from controller.policy.policyset import MAX_WILDCARDS_PER_NAMESPACE
 from tests.admission.harness import TRUSTED_SUBJECT, Images, RunningController, image_policy, pod
-from tests.adversarial.support import ON_TIME_SECONDS, Answered, Lab, admit, apply_policies, send
+from tests.adversarial.support import (
+    ON_TIME_SECONDS,
+    Answered,
+    Lab,
+    admit,
+    apply_policies,
+    policy_review,
+)
 
 ATTACK_POLICIES = 50
 GLOBS_PER_POLICY = 64  # the CRD's maxItems
@@ -136,44 +140,18 @@ def test_fifty_costly_image_policies_do_not_slow_other_namespaces(lab: Lab, imag
         assert during < max(3 * alone, alone + 0.1)
 
 
-def _review_policy(server: RunningController, body: dict[str, Any], ca: str) -> Answered:
-    gvk = {"group": "imprimatur.dev", "version": "v1alpha1", "kind": "ImagePolicy"}
-    gvr = {"group": "imprimatur.dev", "version": "v1alpha1", "resource": "imagepolicies"}
-    meta = body["metadata"]
-    request = {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": str(uuid.uuid4()),
-            "kind": gvk,
-            "resource": gvr,
-            "requestKind": gvk,
-            "requestResource": gvr,
-            "name": meta["name"],
-            "namespace": meta["namespace"],
-            "operation": "CREATE",
-            "userInfo": {"username": "mallory", "groups": ["system:authenticated"]},
-            "object": body,
-            "oldObject": None,
-            "dryRun": False,
-            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
-        },
-    }
-    return send(server, request, ca, WEBHOOK_POLICIES)
-
-
 def test_a_glob_past_the_wildcard_bound_is_refused_at_the_door(lab: Lab, images: Images) -> None:
     with lab.serve("glob-door", lab.standard(images)) as server:
         ca = lab.pki.ca_file
         fits = image_policy("fits", "attacker", [_costly_glob(images.host, "x")], subject=TRUSTED_SUBJECT)
-        assert _review_policy(server, fits, ca).allowed
+        assert policy_review(server, "ImagePolicy", fits, ca, username="mallory").allowed
         costly = image_policy(
             "costly",
             "attacker",
             [f"{images.host}/ok", _costly_glob(images.host, "x") + "?"],
             subject=TRUSTED_SUBJECT,
         )
-        refused = _review_policy(server, costly, ca)
+        refused = policy_review(server, "ImagePolicy", costly, ca, username="mallory")
         assert not refused.allowed
         assert refused.reason == Reason.POLICY_INVALID
         assert "spec.images[1].glob" in refused.message
