@@ -216,9 +216,16 @@ class Admission:
         ctx.images = tuple(images)
         if not images:
             return Answer(True, None, None, NO_IMAGES_REASON)
-        decision = self.state.engine.cached_decision(images, _namespace(request))
+        return self.cached_or_shed(ctx, images, self.conclude)
+
+    def cached_or_shed(
+        self, ctx: ReviewContext, images: list[str], conclude: Callable[[ReviewContext, Decision], Answer]
+    ) -> Answer | None:
+        """``conclude`` on the cached decision of ``images``; else ``Overloaded`` when past capacity;
+        else None (the review must wait). The tail of both webhooks' fast paths."""
+        decision = self.state.engine.cached_decision(images, _namespace(ctx.request))
         if decision is not None:
-            return self.conclude(ctx, decision)
+            return conclude(ctx, decision)
         why = self.overload()
         if why is not None:
             return Answer(False, _overloaded(images, why), CODE_OVERLOADED, str(Reason.OVERLOADED))

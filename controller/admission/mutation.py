@@ -27,12 +27,10 @@ from controller.admission.exceptions import object_labels  # issue 8
 from controller.admission.handlers import (
     CODE_INTERNAL,
     CODE_NOT_LOADED,
-    CODE_OVERLOADED,
     Admission,
     _invalid,
     _namespace,
     _not_loaded_message,
-    _overloaded,
     answer_kopf_review,
     check_route,
     images_to_verify,
@@ -148,13 +146,7 @@ class Pinning:
         ctx.images = tuple(images)
         if not images:
             return self.conclude(ctx, Decision(allowed=True, verdicts=()))
-        decision = self.admission.state.engine.cached_decision(images, _namespace(request))
-        if decision is not None:
-            return self.conclude(ctx, decision)
-        why = self.admission.overload()
-        if why is not None:
-            return Answer(False, _overloaded(images, why), CODE_OVERLOADED, str(Reason.OVERLOADED))
-        return None
+        return self.admission.cached_or_shed(ctx, images, self.conclude)
 
     def conclude(self, ctx: ReviewContext, decision: Decision) -> Answer:
         """Allowed, with the patch that pins every image allowed at a digest, and the record; or a denial
