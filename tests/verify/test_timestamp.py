@@ -230,3 +230,19 @@ def test_any_single_byte_change_of_a_real_token_fails_or_is_the_same_token(posit
         assert when == ACCEPTED["rekor2-happy-path"]
     # a change the CMS signature does not cover (unsigned certificates, the status's encoding)
     # may still verify: it then is the same signed statement
+
+
+def test_every_byte_change_of_a_real_token_is_reasoned() -> None:
+    """Deterministic sweep (the hypothesis test above samples): each byte of a real token, changed
+    four ways, verifies to the same time or fails with TimestampInvalid, never another exception.
+    It found rfc3161-client raising KeyError and cryptography's InvalidVersion."""
+    token, signature, trust_root = _conformance("rekor2-happy-path")
+    for at in range(len(token)):
+        for value in {0x00, 0xFF, token[at] ^ 0x01, token[at] ^ 0x80} - {token[at]}:
+            mutated = token[:at] + bytes([value]) + token[at + 1 :]
+            try:
+                when = verify_timestamp(mutated, signed_data=signature, trust_root=trust_root)
+            except EvidenceError as e:
+                assert e.reason is Reason.TIMESTAMP_INVALID, (at, value)
+            else:
+                assert when == ACCEPTED["rekor2-happy-path"], (at, value)
