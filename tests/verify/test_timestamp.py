@@ -234,11 +234,11 @@ def test_any_single_byte_change_of_a_real_token_fails_or_is_the_same_token(posit
 
 def test_every_byte_change_of_a_real_token_is_reasoned() -> None:
     """Deterministic sweep (the hypothesis test above samples): each byte of a real token, changed
-    four ways, verifies to the same time or fails with TimestampInvalid, never another exception.
+    two ways (its low and high bit), verifies to the same time or fails with TimestampInvalid, never another exception.
     It found rfc3161-client raising KeyError and cryptography's InvalidVersion."""
     token, signature, trust_root = _conformance("rekor2-happy-path")
     for at in range(len(token)):
-        for value in {0x00, 0xFF, token[at] ^ 0x01, token[at] ^ 0x80} - {token[at]}:
+        for value in (token[at] ^ 0x01, token[at] ^ 0x80):
             mutated = token[:at] + bytes([value]) + token[at + 1 :]
             try:
                 when = verify_timestamp(mutated, signed_data=signature, trust_root=trust_root)
