@@ -46,6 +46,7 @@ from tests.kit.sigstore import (
     RekorKind,
     SigningKey,
     SigstoreKit,
+    annotations_with,
     b64,
     payload_bytes,
     rekor_body,
@@ -131,12 +132,7 @@ class KitLayer:
 
     def with_annotation(self, key: str, value: str | None) -> KitLayer:
         """A copy with one annotation set (or removed, for ``None``); nothing re-signed."""
-        annotations = dict(self.annotations)
-        if value is None:
-            annotations.pop(key, None)
-        else:
-            annotations[key] = value
-        return replace(self, annotations=dict(sorted(annotations.items())))
+        return replace(self, annotations=annotations_with(self.annotations, key, value))
 
     def with_payload(self, payload: bytes) -> KitLayer:
         """A copy with other blob bytes; nothing re-signed."""

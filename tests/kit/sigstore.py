@@ -866,6 +866,16 @@ class CosignBundle:
         )
 
 
+def annotations_with(annotations: Mapping[str, str], key: str, value: str | None) -> dict[str, str]:
+    """``annotations`` with ``key`` set to ``value`` (removed for ``None``), sorted as cosign writes them."""
+    changed = dict(annotations)
+    if value is None:
+        changed.pop(key, None)
+    else:
+        changed[key] = value
+    return dict(sorted(changed.items()))
+
+
 @dataclass(frozen=True)
 class SignedLayer:
     """One cosign simple-signing layer: the payload blob, its annotations, and what made them.
@@ -898,12 +908,7 @@ class SignedLayer:
 
     def with_annotation(self, key: str, value: str | None) -> SignedLayer:
         """A copy with one annotation set (or removed, for ``None``); nothing re-signed."""
-        annotations = dict(self.annotations)
-        if value is None:
-            annotations.pop(key, None)
-        else:
-            annotations[key] = value
-        return replace(self, annotations=dict(sorted(annotations.items())))
+        return replace(self, annotations=annotations_with(self.annotations, key, value))
 
     def with_payload(self, payload: bytes) -> SignedLayer:
         """A copy with other payload bytes; the signature and bundle are left as they were."""
